@@ -1,0 +1,1 @@
+"""The AI revenue concentration warehouse: loading, auditing and publishing around dbt."""

@@ -1,0 +1,73 @@
+"""The `warehouse` command: generate landing files, load them, and summarise the build."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from warehouse import config
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from warehouse.generate import write_landing
+
+    counts = write_landing(args.out, rows=args.rows, seed=args.seed)
+    usage = sum(n for name, n in counts.items() if name.startswith("spend/"))
+    print(f"wrote {len(counts)} files to {args.out}: {usage:,} usage rows")
+    return 0
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from warehouse.ingest import SourceRefusedError, ingest_source
+    from warehouse.sources import SOURCES
+
+    run_id = f"manual__{datetime.now(UTC):%Y-%m-%dT%H:%M:%S}"
+    failed = False
+    for name in args.source or list(SOURCES):
+        try:
+            result = ingest_source(name, run_id)
+            print(json.dumps(result.to_dict()))
+        except SourceRefusedError as error:
+            print(error, file=sys.stderr)
+            failed = True
+    return 1 if failed else 0
+
+
+def _summary(args: argparse.Namespace) -> int:
+    from warehouse.summary import build_summary, format_summary
+
+    path = config.build_db_path()
+    if not path.exists():
+        print(f"error: no build database at {path}; run `make run` first", file=sys.stderr)
+        return 1
+    print(format_summary(build_summary(path, run_id=args.run_id)))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="warehouse", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    generate = commands.add_parser("generate", help="write synthetic, calibrated landing files")
+    generate.add_argument("--out", type=Path, required=True, help="landing folder to write")
+    generate.add_argument("--rows", type=int, help="exact number of usage rows (default: seeds)")
+    generate.add_argument("--seed", type=int, default=20240731)
+    generate.set_defaults(handler=_generate)
+
+    ingest = commands.add_parser("ingest", help="load the landing folder into the build database")
+    ingest.add_argument("--source", action="append", choices=["customers", "earnings", "usage"])
+    ingest.set_defaults(handler=_ingest)
+
+    summary = commands.add_parser("summary", help="what the build database holds")
+    summary.add_argument("--run-id", help="also show what this run loaded")
+    summary.set_defaults(handler=_summary)
+
+    args = parser.parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""What the build database holds, per source, and what one run changed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from warehouse.db import connect
+
+# Current state: the latest ledger entry of each file (a file's rows were replaced by it).
+_SUMMARY_SQL = """
+with latest as (
+    select * from ingest.ledger
+    qualify row_number() over (partition by file_path order by loaded_at desc) = 1
+)
+select
+    source,
+    count(*) as files,
+    sum(rows_in_file) as rows_in_files,
+    sum(rows_loaded) as rows_loaded,
+    sum(rows_rejected) as rows_rejected,
+    count(*) filter (where run_id = $run_id) as files_loaded_this_run,
+    coalesce(sum(rows_loaded) filter (where run_id = $run_id), 0) as rows_loaded_this_run,
+    coalesce(sum(rows_rejected) filter (where run_id = $run_id), 0) as rows_rejected_this_run
+from latest
+group by source
+order by source
+"""
+
+
+def build_summary(path: Path, run_id: str | None = None) -> dict:
+    with connect(path, read_only=True) as con:
+        cursor = con.execute(_SUMMARY_SQL, {"run_id": run_id})
+        names = [column[0] for column in cursor.description]
+        sources = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    return {"database": str(path), "run_id": run_id, "sources": sources}
+
+
+def format_summary(summary: dict) -> str:
+    header = (
+        f"{'source':<10} {'files':>5} {'rows in files':>13} {'loaded':>10} {'rejected':>8}"
+        f"   this run: {'files':>5} {'loaded':>10} {'rejected':>8}"
+    )
+    lines = [header, "-" * len(header)]
+    for s in summary["sources"]:
+        lines.append(
+            f"{s['source']:<10} {s['files']:>5} {s['rows_in_files']:>13,} "
+            f"{s['rows_loaded']:>10,} {s['rows_rejected']:>8,}"
+            f"             {s['files_loaded_this_run']:>5} {s['rows_loaded_this_run']:>10,} "
+            f"{s['rows_rejected_this_run']:>8,}"
+        )
+    lines.append(f"build database: {summary['database']}")
+    return "\n".join(lines)
