@@ -36,6 +36,23 @@ def _ingest(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    import airflow  # noqa: F401  (before anything that may import cosmos)
+
+    from warehouse.pipeline import run_once
+    from warehouse.summary import build_summary, format_summary
+
+    print("running the pipeline DAG once (airflow dag.test) ...", flush=True)
+    run = run_once()
+    print(f"run {run.run_id}: {run.state}; Airflow log: {run.log_file}")
+    if config.build_db_path().exists():
+        print(format_summary(build_summary(config.build_db_path(), run_id=run.run_id)))
+    if not run.succeeded:
+        print(f"error: failed tasks: {', '.join(run.failed_tasks)}; see the log", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _summary(args: argparse.Namespace) -> int:
     from warehouse.summary import build_summary, format_summary
 
@@ -60,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     ingest = commands.add_parser("ingest", help="load the landing folder into the build database")
     ingest.add_argument("--source", action="append", choices=["customers", "earnings", "usage"])
     ingest.set_defaults(handler=_ingest)
+
+    run = commands.add_parser("run", help="run the pipeline DAG once, end to end")
+    run.set_defaults(handler=_run)
 
     summary = commands.add_parser("summary", help="what the build database holds")
     summary.add_argument("--run-id", help="also show what this run loaded")

@@ -30,3 +30,8 @@ def data_dir() -> Path:
 def build_db_path() -> Path:
     """The pipeline's own read-write database; users never open it."""
     return data_dir() / "build.duckdb"
+
+
+# Airflow pool with one slot: every task that writes the build database runs in it, because
+# DuckDB allows one read-write process per file.
+WRITER_POOL = "duckdb_writer"

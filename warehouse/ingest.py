@@ -44,6 +44,13 @@ create table if not exists ingest.ledger (
     run_id varchar not null,
     loaded_at timestamptz not null default current_timestamp
 );
+create table if not exists ingest.refused_files (
+    source varchar not null,
+    file_path varchar not null,
+    problem varchar not null,
+    run_id varchar not null,
+    refused_at timestamptz not null default current_timestamp
+);
 create table if not exists ingest.rejects (
     source varchar not null,
     file_path varchar not null,
@@ -363,6 +370,12 @@ def ingest_source(
                 result.files.append(load_file(con, source, landing, path, run_id))
             except FileRefusedError as refusal:
                 log.error("%s", refusal)
+                # Recorded apart from the data, so `warehouse summary` can say what was refused.
+                con.execute(
+                    "insert into ingest.refused_files (source, file_path, problem, run_id) "
+                    "values (?, ?, ?, ?)",
+                    [name, refusal.file_path, refusal.problem, run_id],
+                )
                 refusals.append(refusal)
                 result.refused.append(refusal.file_path)
     if refusals:

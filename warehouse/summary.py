@@ -32,7 +32,17 @@ def build_summary(path: Path, run_id: str | None = None) -> dict:
         cursor = con.execute(_SUMMARY_SQL, {"run_id": run_id})
         names = [column[0] for column in cursor.description]
         sources = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-    return {"database": str(path), "run_id": run_id, "sources": sources}
+        refused = con.execute(
+            "select file_path, problem from ingest.refused_files where run_id = ? "
+            "order by file_path",
+            [run_id],
+        ).fetchall()
+    return {
+        "database": str(path),
+        "run_id": run_id,
+        "sources": sources,
+        "refused": [{"file_path": f, "problem": p} for f, p in refused],
+    }
 
 
 def format_summary(summary: dict) -> str:
@@ -48,5 +58,6 @@ def format_summary(summary: dict) -> str:
             f"             {s['files_loaded_this_run']:>5} {s['rows_loaded_this_run']:>10,} "
             f"{s['rows_rejected_this_run']:>8,}"
         )
+    lines += [f"refused: {r['file_path']}: {r['problem']}" for r in summary["refused"]]
     lines.append(f"build database: {summary['database']}")
     return "\n".join(lines)

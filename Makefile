@@ -1,0 +1,55 @@
+# The only entry points a user needs: `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+# uv comes from PATH, or is installed with pip when missing (a fresh machine has python3 + pip).
+UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+
+# Local Airflow: its home (SQLite metadata DB, logs) lives in an ignored folder of the repo.
+export AIRFLOW_HOME ?= $(CURDIR)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__EXECUTOR := LocalExecutor
+# No telemetry: there is no network beyond package registries, and users should not be tracked.
+export AIRFLOW__USAGE_DATA_COLLECTION__ENABLED := False
+export AIRFLOW__COSMOS__ENABLE_TELEMETRY := False
+export DO_NOT_TRACK := 1
+export DBT_SEND_ANONYMOUS_USAGE_STATS := False
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: help setup run test lint format seeds clean
+
+help:
+	@echo "make run    set everything up and run the pipeline DAG once (Airflow, DuckDB)"
+	@echo "make test   run the test suite"
+	@echo "make lint   ruff (lint + format check)"
+	@echo "make seeds  regenerate the synthetic landing files in seeds/"
+
+$(VENV)/.synced: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --frozen --all-groups
+	@touch $@
+
+setup: $(VENV)/.synced
+
+run: setup
+	$(BIN)/warehouse run
+
+test: setup
+	$(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+seeds: setup
+	$(BIN)/warehouse generate --out seeds
+
+clean:
+	rm -rf data .airflow

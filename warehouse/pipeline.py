@@ -1,0 +1,110 @@
+"""Run the pipeline DAG once, end to end, in this process (Airflow's `dag.test()`).
+
+Airflow's task logs go to a log file, so that what a person sees at the end is the run's
+outcome and the summary of what the build database holds. AIRFLOW_HOME and the DAGs folder
+must be set in the environment before this module runs (the Makefile does it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from warehouse import config
+
+DAG_ID = "ai_revenue_warehouse"
+DAGS_FOLDER = config.REPO_ROOT / "dags"
+
+
+@dataclass
+class PipelineRun:
+    run_id: str
+    state: str
+    failed_tasks: list[str]
+    log_file: Path
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state == "success"
+
+
+@contextlib.contextmanager
+def _output_to(log_file: Path):
+    """Send this process's stdout and stderr (file descriptors too) to `log_file`."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with log_file.open("ab") as sink, open(sink.fileno(), "w", closefd=False) as text:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            # Python-level streams too, for when they are not the file descriptors (pytest).
+            with contextlib.redirect_stdout(text), contextlib.redirect_stderr(text):
+                yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def prepare_airflow_home() -> Path:
+    """Create Airflow's metadata database (SQLite) and the writer pool, once per AIRFLOW_HOME."""
+    home = Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow")
+    marker = home / ".warehouse-ready"
+    if marker.exists():
+        return home
+    home.mkdir(parents=True, exist_ok=True)
+    airflow = [sys.executable, "-m", "airflow"]
+    with (home / "prepare.log").open("w") as log:
+        for command in (
+            ["db", "migrate"],
+            ["pools", "set", config.WRITER_POOL, "1", "serialises writers of build.duckdb"],
+        ):
+            subprocess.run(airflow + command, check=True, stdout=log, stderr=subprocess.STDOUT)
+    marker.touch()
+    return home
+
+
+def load_dag():
+    """The pipeline DAG, parsed from the DAGs folder the way Airflow parses it."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS_FOLDER))
+    if bag.import_errors:
+        raise RuntimeError(f"DAG files failed to import: {bag.import_errors}")
+    return bag.dags[DAG_ID]
+
+
+def run_once(log_file: Path | None = None) -> PipelineRun:
+    """Run the DAG once with `dag.test()`; the returned run says how it ended."""
+    log_file = log_file or config.data_dir() / "logs" / f"run_{datetime.now(UTC):%Y%m%dT%H%M%S}.log"
+    prepare_airflow_home()
+    with _output_to(log_file):
+        dag = load_dag()
+        dag_run = dag.test()
+    return PipelineRun(dag_run.run_id, str(dag_run.state), _failed_tasks(dag_run.run_id), log_file)
+
+
+def _failed_tasks(run_id: str) -> list[str]:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        states = session.execute(
+            select(TaskInstance.task_id, TaskInstance.state).where(
+                TaskInstance.dag_id == DAG_ID, TaskInstance.run_id == run_id
+            )
+        ).all()
+    return sorted(
+        f"{task} ({state})" for task, state in states if state not in ("success", "skipped")
+    )
