@@ -37,6 +37,9 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from warehouse.pipeline import quiet_environment
+
+    quiet_environment()
     import airflow  # noqa: F401  (before anything that may import cosmos)
 
     from warehouse.pipeline import run_once

@@ -15,10 +15,26 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from warehouse import config
+from warehouse import config, dbt_project
 
 DAG_ID = "ai_revenue_warehouse"
 DAGS_FOLDER = config.REPO_ROOT / "dags"
+
+
+# Defaults for a quiet, offline Airflow and dbt (the Makefile sets the same); set before
+# airflow is imported.
+QUIET_ENVIRONMENT = {
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
+    "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+    "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+    "DO_NOT_TRACK": "1",
+}
+
+
+def quiet_environment() -> None:
+    for name, value in QUIET_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
 
 
 @dataclass
@@ -88,6 +104,7 @@ def run_once(log_file: Path | None = None) -> PipelineRun:
     """Run the DAG once with `dag.test()`; the returned run says how it ended."""
     log_file = log_file or config.data_dir() / "logs" / f"run_{datetime.now(UTC):%Y%m%dT%H%M%S}.log"
     prepare_airflow_home()
+    dbt_project.ensure_manifest()
     with _output_to(log_file):
         dag = load_dag()
         dag_run = dag.test()

@@ -32,6 +32,7 @@ def build_summary(path: Path, run_id: str | None = None) -> dict:
         cursor = con.execute(_SUMMARY_SQL, {"run_id": run_id})
         names = [column[0] for column in cursor.description]
         sources = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        headline = _headline(con)
         refused = con.execute(
             "select file_path, problem from ingest.refused_files where run_id = ? "
             "order by file_path",
@@ -42,7 +43,29 @@ def build_summary(path: Path, run_id: str | None = None) -> dict:
         "run_id": run_id,
         "sources": sources,
         "refused": [{"file_path": f, "problem": p} for f, p in refused],
+        "headline": headline,
     }
+
+
+HEADLINE_MONTH = "2024-03-01"
+
+
+def _headline(con) -> list[dict]:
+    """The reference month's azure_openai concentration at both levels, once marts exist."""
+    built = con.execute(
+        "select count(*) from information_schema.tables "
+        "where table_schema = 'marts' and table_name = 'fct_revenue_concentration'"
+    ).fetchone()[0]
+    if not built:
+        return []
+    cursor = con.execute(
+        "select level, top_customer_name, top1_share, hhi, concentration_level, "
+        "total_spend_usd::double as total_spend_usd from marts.fct_revenue_concentration "
+        "where month = ?::date and product_line = 'azure_openai' order by level",
+        [HEADLINE_MONTH],
+    )
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def format_summary(summary: dict) -> str:
@@ -59,5 +82,11 @@ def format_summary(summary: dict) -> str:
             f"{s['rows_rejected_this_run']:>8,}"
         )
     lines += [f"refused: {r['file_path']}: {r['problem']}" for r in summary["refused"]]
+    for h in summary["headline"]:
+        lines.append(
+            f"{HEADLINE_MONTH[:7]} azure_openai by {h['level']}: top {h['top_customer_name']} "
+            f"with {h['top1_share']:.2%} of ${h['total_spend_usd'] / 1e6:,.1f}M, "
+            f"HHI {h['hhi']:,.0f} ({h['concentration_level'].replace('_', ' ')})"
+        )
     lines.append(f"build database: {summary['database']}")
     return "\n".join(lines)

@@ -1,0 +1,56 @@
+{#-
+    The usage fact the marts read, incremental by landing file: a run processes only the files
+    loaded (added or restated) since the last build, deleting a restated file's old rows
+    first, so one new month file costs one month of work. Grain: source file x month x
+    customer x product line x model.
+-#}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        pre_hook="
+            {% if is_incremental() %}
+            delete from {{ this }}
+            where source_file in (select source_file from ({{ usage_files_to_process(this) }}) as changed)
+            {% endif %}
+        ",
+    )
+}}
+
+with
+
+files_to_process as (
+    {{ usage_files_to_process(this) }}
+),
+
+usage as (
+    select * from {{ ref('stg_raw__usage') }}
+    where source_file in (select source_file from files_to_process)
+),
+
+aggregated as (
+    select
+        source_file,
+        {{ month_start('usage_date') }} as month,
+        customer_id,
+        product_line,
+        model,
+        sum(spend_usd) as spend_usd,
+        cast(sum(tokens) as bigint) as tokens,
+        count(distinct usage_date) as active_days,
+        count(*) as usage_rows
+    from usage
+    group by 1, 2, 3, 4, 5
+),
+
+stamped as (
+    select
+        aggregated.*,
+        files_to_process.file_loaded_at,
+        '{{ invocation_id }}' as dbt_invocation_id
+    from aggregated
+    inner join files_to_process using (source_file)
+)
+
+select * from stamped
