@@ -19,12 +19,13 @@ export DO_NOT_TRACK := 1
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help setup run test lint format seeds clean
+.PHONY: help setup run test lint format docs seeds clean
 
 help:
 	@echo "make run    set everything up and run the pipeline DAG once (Airflow, DuckDB)"
 	@echo "make test   run the test suite"
-	@echo "make lint   ruff (lint + format check)"
+	@echo "make lint   ruff (lint + format check) and sqlfluff on the dbt models"
+	@echo "make docs   dbt docs as one offline HTML file in data/docs/ (after make run)"
 	@echo "make seeds  regenerate the synthetic landing files in seeds/"
 
 $(VENV)/.synced: pyproject.toml uv.lock
@@ -40,9 +41,15 @@ run: setup
 test: setup
 	$(BIN)/pytest
 
+# sqlfluff's dbt templater compiles the models; it gets a scratch database, never the build's.
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	mkdir -p data/lint
+	WAREHOUSE_DATA_DIR=$(CURDIR)/data/lint $(BIN)/sqlfluff lint dbt_project/models
+
+docs: setup
+	$(BIN)/warehouse docs
 
 format: setup
 	$(BIN)/ruff format .

@@ -54,17 +54,19 @@ def test_dag_declares_schedule_retries_and_one_writer():
     assert dag.catchup is False
     assert dag.max_active_runs == 1
     assert dag.doc_md and "landing folder" in dag.doc_md
-    assert {t.task_id for t in dag.tasks} == {
-        "ingest.customers",
-        "ingest.earnings",
-        "ingest.usage",
-        "summarize",
+    task_ids = {t.task_id for t in dag.tasks}
+    assert {"ingest.customers", "ingest.earnings", "ingest.usage", "summarize"} <= task_ids
+    # Cosmos renders one `dbt build` task per model (its tests run with it).
+    for model in ("stg_raw__usage", "int_usage_months_aggregated", "fct_revenue_concentration"):
+        assert f"transform.{model}_model_build" in task_ids
+    assert dag.get_task("transform.fct_revenue_concentration_model_build").upstream_task_ids == {
+        "transform.int_spenders_ranked_model_build"
     }
     for t in dag.tasks:
         assert t.pool == WRITER_POOL
         assert t.retries == 2
         assert t.retry_delay == timedelta(minutes=1)
-    assert dag.get_task("ingest.customers").downstream_task_ids == {
+    assert dag.get_task("ingest.customers").downstream_task_ids >= {
         "ingest.earnings",
         "ingest.usage",
     }
@@ -79,7 +81,7 @@ def ledger_counts(data_dir) -> dict[str, tuple[int, int]]:
 
 
 @pytest.mark.slow
-def test_dag_run_loads_the_landing_folder_then_loads_nothing_new(airflow_home, landing, data_dir):
+def test_dag_run_loads_and_builds_the_marts_then_loads_nothing_new(airflow_home, landing, data_dir):
     from warehouse.pipeline import run_once
     from warehouse.summary import build_summary
 
@@ -95,6 +97,10 @@ def test_dag_run_loads_the_landing_folder_then_loads_nothing_new(airflow_home, l
         "earnings": 1,
         "usage": 24,
     }
+    customer_level = summary["headline"][0]
+    assert customer_level["level"] == "customer"
+    assert customer_level["top_customer_name"] == "TikTok"
+    assert 0.24 <= customer_level["top1_share"] <= 0.26
 
     second = run_once(data_dir / "second.log")
 
@@ -114,7 +120,9 @@ def test_dag_run_with_a_refused_file_fails_and_names_it(airflow_home, landing, d
     run = run_once(data_dir / "refused.log")
 
     assert not run.succeeded
-    assert run.failed_tasks == ["ingest.usage (failed)", "summarize (upstream_failed)"]
+    assert "ingest.usage (failed)" in run.failed_tasks
+    assert "summarize (upstream_failed)" in run.failed_tasks
+    assert all(t.endswith("(upstream_failed)") for t in run.failed_tasks if "transform." in t)
     log = run.log_file.read_text()
     assert "spend/usage_2025_01.csv: refused, wrong header" in log
     assert log.count("AirflowFailException") >= 1  # bad data is not retried

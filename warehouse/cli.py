@@ -56,14 +56,31 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _build_db_missing() -> bool:
+    missing = not config.build_db_path().exists()
+    if missing:
+        print(
+            f"error: no build database at {config.build_db_path()}; run `make run` first",
+            file=sys.stderr,
+        )
+    return missing
+
+
+def _docs(args: argparse.Namespace) -> int:
+    from warehouse.dbt_project import generate_docs
+
+    if _build_db_missing():
+        return 1
+    print(f"dbt docs (offline, one file): {generate_docs()}")
+    return 0
+
+
 def _summary(args: argparse.Namespace) -> int:
     from warehouse.summary import build_summary, format_summary
 
-    path = config.build_db_path()
-    if not path.exists():
-        print(f"error: no build database at {path}; run `make run` first", file=sys.stderr)
+    if _build_db_missing():
         return 1
-    print(format_summary(build_summary(path, run_id=args.run_id)))
+    print(format_summary(build_summary(config.build_db_path(), run_id=args.run_id)))
     return 0
 
 
@@ -83,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
 
     run = commands.add_parser("run", help="run the pipeline DAG once, end to end")
     run.set_defaults(handler=_run)
+
+    docs = commands.add_parser("docs", help="write the dbt docs site to data/docs/index.html")
+    docs.set_defaults(handler=_docs)
 
     summary = commands.add_parser("summary", help="what the build database holds")
     summary.add_argument("--run-id", help="also show what this run loaded")

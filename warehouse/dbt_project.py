@@ -8,6 +8,7 @@ whenever a file of the project is newer than it.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -68,3 +69,21 @@ def ensure_manifest() -> Path:
     if result.returncode != 0:
         raise RuntimeError(f"dbt parse failed:\n{result.stdout[-4000:]}{result.stderr[-2000:]}")
     return MANIFEST
+
+
+def generate_docs() -> Path:
+    """Write dbt's documentation site as one self-contained HTML file (no CDN, works offline)
+    to `data/docs/index.html`, with the catalog read from the build database."""
+    result = subprocess.run(
+        dbt_command("docs", "generate", "--static"),
+        env={**os.environ, **dbt_env()},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"dbt docs generate failed:\n{result.stdout[-4000:]}")
+    out = config.data_dir() / "docs" / "index.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(PROJECT_DIR / "target" / "static_index.html", out)
+    return out

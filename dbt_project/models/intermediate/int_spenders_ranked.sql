@@ -52,11 +52,12 @@ ranked as (
         spender_id,
         spender_name,
         spend_usd,
-        {{ safe_ratio('spend_usd', 'sum(spend_usd) over (partition by level, month, product_line)') }}
-            as share,
+        {{ safe_ratio(
+            'spend_usd', 'sum(spend_usd) over (partition by level, month, product_line)'
+        ) }} as share,
         row_number() over (
             partition by level, month, product_line
-            order by spend_usd desc, spender_id
+            order by spend_usd desc, spender_id asc
         ) as spender_rank
     from spenders
     where spend_usd > 0

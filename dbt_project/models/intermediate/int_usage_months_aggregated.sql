@@ -26,7 +26,7 @@ files_to_process as (
 
 usage as (
     select * from {{ ref('stg_raw__usage') }}
-    where source_file in (select source_file from files_to_process)
+    where source_file in (select files_to_process.source_file from files_to_process)
 ),
 
 aggregated as (
@@ -41,7 +41,7 @@ aggregated as (
         count(distinct usage_date) as active_days,
         count(*) as usage_rows
     from usage
-    group by 1, 2, 3, 4, 5
+    group by source_file, {{ month_start('usage_date') }}, customer_id, product_line, model
 ),
 
 stamped as (

@@ -11,9 +11,12 @@ customers as (
 with_totals as (
     select
         customer_months.*,
-        sum(spend_usd) over (partition by month, product_line) as product_line_spend_usd,
+        sum(customer_months.spend_usd)
+            over (partition by customer_months.month, customer_months.product_line)
+            as product_line_spend_usd,
         row_number() over (
-            partition by month, product_line order by spend_usd desc, customer_id
+            partition by customer_months.month, customer_months.product_line
+            order by customer_months.spend_usd desc, customer_months.customer_id asc
         ) as rank_in_month
     from customer_months
 ),
@@ -27,13 +30,15 @@ with_history as (
         previous_year.spend_usd as previous_year_spend_usd
     from with_totals as current_month
     left join customer_months as previous_month
-        on previous_month.customer_id = current_month.customer_id
-        and previous_month.product_line = current_month.product_line
-        and previous_month.month = {{ add_months('current_month.month', -1) }}
+        on
+            current_month.customer_id = previous_month.customer_id
+            and current_month.product_line = previous_month.product_line
+            and previous_month.month = {{ add_months('current_month.month', -1) }}
     left join customer_months as previous_year
-        on previous_year.customer_id = current_month.customer_id
-        and previous_year.product_line = current_month.product_line
-        and previous_year.month = {{ add_months('current_month.month', -12) }}
+        on
+            current_month.customer_id = previous_year.customer_id
+            and current_month.product_line = previous_year.product_line
+            and previous_year.month = {{ add_months('current_month.month', -12) }}
 ),
 
 final as (

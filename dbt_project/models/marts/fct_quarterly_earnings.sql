@@ -27,7 +27,7 @@ customer_quarters as (
         count(distinct customer_months.month) as usage_months
     from customer_months
     inner join fiscal_months using (month)
-    group by 1, 2, 3
+    group by fiscal_months.fiscal_year, fiscal_months.fiscal_quarter, customer_months.customer_id
 ),
 
 usage_quarters as (
@@ -75,8 +75,9 @@ final as (
         earnings.note
     from earnings
     left join usage_quarters
-        on usage_quarters.fiscal_year = earnings.fiscal_year
-        and usage_quarters.fiscal_quarter = earnings.fiscal_quarter
+        on
+            earnings.fiscal_year = usage_quarters.fiscal_year
+            and earnings.fiscal_quarter = usage_quarters.fiscal_quarter
 )
 
 select * from final

@@ -20,7 +20,8 @@ totals as (
 ),
 
 top_spenders as (
-    select * from spenders where spender_rank = 1
+    select * from spenders
+    where spender_rank = 1
 ),
 
 measured as (
@@ -36,18 +37,21 @@ measured as (
         coalesce(top_previous.spend_usd, 0) as top_customer_previous_year_spend_usd
     from totals
     inner join top_spenders
-        on top_spenders.month = totals.month
-        and top_spenders.product_line = totals.product_line
-        and top_spenders.level = totals.level
+        on
+            totals.month = top_spenders.month
+            and totals.product_line = top_spenders.product_line
+            and totals.level = top_spenders.level
     left join totals as previous_totals
-        on previous_totals.month = {{ add_months('totals.month', -12) }}
-        and previous_totals.product_line = totals.product_line
-        and previous_totals.level = totals.level
+        on
+            previous_totals.month = {{ add_months('totals.month', -12) }}
+            and totals.product_line = previous_totals.product_line
+            and totals.level = previous_totals.level
     left join spenders as top_previous
-        on top_previous.month = {{ add_months('totals.month', -12) }}
-        and top_previous.product_line = totals.product_line
-        and top_previous.level = totals.level
-        and top_previous.spender_id = top_spenders.spender_id
+        on
+            top_previous.month = {{ add_months('totals.month', -12) }}
+            and totals.product_line = top_previous.product_line
+            and totals.level = top_previous.level
+            and top_spenders.spender_id = top_previous.spender_id
 ),
 
 final as (
