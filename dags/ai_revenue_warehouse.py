@@ -9,7 +9,12 @@
 2. **transform**: dbt (through astronomer-cosmos) builds the staging views, the incremental
    usage fact and the marts; each model's data and unit tests run with it and gate the models
    downstream.
-3. **summarize**: logs what was loaded and the 2024-03 concentration headline.
+3. **validate**: Great Expectations suites on every mart and the claims suite (the reported
+   figures); a failure stops the run with a table of what failed, and nothing is published.
+4. **publish**: copies the marts into a new DuckDB file and Parquet exports, then atomically
+   replaces `data/warehouse.duckdb`, `data/exports/` and `data/manifest.json`; emits the
+   published Asset.
+5. **summarize**: logs what was loaded, the validation, the publish and the 2024-03 headline.
 
 Every task that writes the build database runs in the one-slot `duckdb_writer` pool, because
 DuckDB allows a single read-write process per file.
@@ -18,12 +23,16 @@ DuckDB allows a single read-write process per file.
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import dag, task, task_group
+from airflow.sdk import Asset, dag, task, task_group
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 
-from warehouse import dbt_project
+from warehouse import config, dbt_project
 from warehouse.config import WRITER_POOL
+
+# What downstream DAGs (the report, BI refreshes) are scheduled on. Its identity is a name,
+# not a path: each event carries the published run's manifest (run id, paths, row counts).
+PUBLISHED_WAREHOUSE = Asset(name="ai_revenue_warehouse_published")
 
 
 @task(pool=WRITER_POOL)
@@ -37,6 +46,42 @@ def load(source: str, run_id: str | None = None) -> dict:
         return ingest_source(source, run_id=run_id).to_dict()
     except SourceRefusedError as refused:
         raise AirflowFailException(str(refused)) from refused
+
+
+@task(task_id="validate", pool=WRITER_POOL)
+def validate_marts(run_id: str | None = None) -> dict:
+    """Run the GX suites and the claims; a failure is bad data, so it is not retried."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from warehouse.publish import read_manifest
+    from warehouse.validate import validate
+
+    report = validate(run_id=run_id, previous_manifest=read_manifest())
+    summary = report.summary()
+    print(
+        f"{summary['evaluated_expectations']} expectations, "
+        f"{summary['failed_expectations']} failed, {summary['seconds']} s; "
+        f"Data Docs: {report.data_docs}"
+    )
+    if not report.success:
+        raise AirflowFailException(
+            f"validation failed: {len(report.failures)} of {len(report.checks)} expectations; "
+            f"nothing was published.\n{report.failure_table()}\nData Docs: {report.data_docs}"
+        )
+    return summary
+
+
+@task(pool=WRITER_POOL, outlets=[PUBLISHED_WAREHOUSE])
+def publish(validation: dict, run_id: str | None = None, outlet_events=None) -> dict:
+    """Publish the audited marts; readers of the old file keep their view."""
+    from warehouse import config
+    from warehouse.publish import publish as publish_build
+
+    manifest = publish_build(run_id, validation)
+    published = {key: manifest[key] for key in ("run_id", "published_at", "row_counts")}
+    published["warehouse"] = str(config.data_dir() / manifest["warehouse"])
+    outlet_events[PUBLISHED_WAREHOUSE].extra = published
+    return published
 
 
 @task(pool=WRITER_POOL)
@@ -56,7 +101,10 @@ def summarize(run_id: str | None = None) -> dict:
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=1)},
+    default_args={
+        "retries": 2,
+        "retry_delay": pendulum.duration(seconds=config.retry_delay_seconds()),
+    },
     doc_md=__doc__,
     tags=["warehouse", "duckdb", "dbt"],
 )
@@ -102,7 +150,9 @@ def ai_revenue_warehouse():
         },
     )
 
-    ingest() >> transform >> summarize()
+    validation = validate_marts()
+    ingest() >> transform >> validation
+    publish(validation) >> summarize()
 
 
 ai_revenue_warehouse()

@@ -10,7 +10,7 @@ from datetime import timedelta
 import duckdb
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, run_pipeline
 from warehouse.config import WRITER_POOL
 
 DAG_FILE = REPO / "dags" / "ai_revenue_warehouse.py"
@@ -55,7 +55,14 @@ def test_dag_declares_schedule_retries_and_one_writer():
     assert dag.max_active_runs == 1
     assert dag.doc_md and "landing folder" in dag.doc_md
     task_ids = {t.task_id for t in dag.tasks}
-    assert {"ingest.customers", "ingest.earnings", "ingest.usage", "summarize"} <= task_ids
+    assert {"ingest.customers", "ingest.earnings", "ingest.usage"} <= task_ids
+    assert {"validate", "publish", "summarize"} <= task_ids
+    assert dag.get_task("publish").upstream_task_ids == {"validate"}
+    # Validation waits for every dbt task: nothing unbuilt or untested is audited.
+    before_validate = dag.get_task("validate").get_flat_relative_ids(upstream=True)
+    assert {t for t in task_ids if t.startswith("transform.")} <= before_validate
+    (asset,) = dag.get_task("publish").outlets
+    assert asset.name == "ai_revenue_warehouse_published"
     # Cosmos renders one `dbt build` task per model (its tests run with it).
     for model in ("stg_raw__usage", "int_usage_months_aggregated", "fct_revenue_concentration"):
         assert f"transform.{model}_model_build" in task_ids
@@ -65,7 +72,7 @@ def test_dag_declares_schedule_retries_and_one_writer():
     for t in dag.tasks:
         assert t.pool == WRITER_POOL
         assert t.retries == 2
-        assert t.retry_delay == timedelta(minutes=1)
+        assert t.retry_delay == timedelta(seconds=1)  # WAREHOUSE_RETRY_DELAY_SECONDS (tests)
     assert dag.get_task("ingest.customers").downstream_task_ids >= {
         "ingest.earnings",
         "ingest.usage",
@@ -81,17 +88,17 @@ def ledger_counts(data_dir) -> dict[str, tuple[int, int]]:
 
 
 @pytest.mark.slow
-def test_dag_run_loads_and_builds_the_marts_then_loads_nothing_new(airflow_home, landing, data_dir):
-    from warehouse.pipeline import run_once
+def test_dag_run_loads_builds_validates_and_publishes(first_run):
     from warehouse.summary import build_summary
 
-    first = run_once(data_dir / "first.log")
+    run, _, data_dir = first_run
 
-    assert first.succeeded, first.log_file.read_text()[-3000:]
     counts = ledger_counts(data_dir)
     assert counts["customers"][0] == 1 and counts["earnings"][0] == 1
     assert counts["usage"][0] == 24
-    summary = build_summary(data_dir / "build.duckdb", first.run_id)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WAREHOUSE_DATA_DIR", str(data_dir))
+        summary = build_summary(data_dir / "build.duckdb", run.run_id)
     assert {s["source"]: s["files_loaded_this_run"] for s in summary["sources"]} == {
         "customers": 1,
         "earnings": 1,
@@ -101,23 +108,33 @@ def test_dag_run_loads_and_builds_the_marts_then_loads_nothing_new(airflow_home,
     assert customer_level["level"] == "customer"
     assert customer_level["top_customer_name"] == "TikTok"
     assert 0.24 <= customer_level["top1_share"] <= 0.26
+    assert summary["validation"]["success"] and summary["validation"]["run_id"] == run.run_id
+    assert summary["published"]["run_id"] == run.run_id
 
-    second = run_once(data_dir / "second.log")
 
-    assert second.succeeded
-    assert ledger_counts(data_dir) == counts
-    summary = build_summary(data_dir / "build.duckdb", second.run_id)
+@pytest.mark.slow
+def test_rerun_with_nothing_new_loads_nothing_and_publishes_the_same_marts(published):
+    from warehouse.summary import build_summary
+
+    landing, data_dir = published
+    before = ledger_counts(data_dir)
+
+    run = run_pipeline(landing, data_dir, "second")
+
+    assert run.succeeded
+    assert ledger_counts(data_dir) == before
+    summary = build_summary(data_dir / "build.duckdb", run.run_id)
     assert all(s["files_loaded_this_run"] == 0 for s in summary["sources"])
+    assert summary["published"]["run_id"] == run.run_id
 
 
 @pytest.mark.slow
 def test_dag_run_with_a_refused_file_fails_and_names_it(airflow_home, landing, data_dir):
-    from warehouse.pipeline import run_once
     from warehouse.summary import build_summary
 
     (landing / "spend" / "usage_2025_01.csv").write_text("usage_date;customer_id\n")
 
-    run = run_once(data_dir / "refused.log")
+    run = run_pipeline(landing, data_dir, "refused")
 
     assert not run.succeeded
     assert "ingest.usage (failed)" in run.failed_tasks

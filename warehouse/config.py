@@ -35,3 +35,8 @@ def build_db_path() -> Path:
 # Airflow pool with one slot: every task that writes the build database runs in it, because
 # DuckDB allows one read-write process per file.
 WRITER_POOL = "duckdb_writer"
+
+
+def retry_delay_seconds() -> int:
+    """How long Airflow waits before retrying a failed task (WAREHOUSE_RETRY_DELAY_SECONDS)."""
+    return int(os.environ.get("WAREHOUSE_RETRY_DELAY_SECONDS") or 60)

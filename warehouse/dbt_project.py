@@ -55,34 +55,32 @@ def dbt_command(*args: str) -> list[str]:
     ]
 
 
-def ensure_manifest() -> Path:
-    """Run `dbt parse` when the manifest is missing or older than the project's files."""
-    if MANIFEST.exists() and MANIFEST.stat().st_mtime >= _newest_source_mtime():
-        return MANIFEST
+def run_dbt(*args: str) -> None:
+    """Run a dbt command on the project with the pipeline's environment; fail with its output."""
     result = subprocess.run(
-        dbt_command("parse"),
+        dbt_command(*args),
         env={**os.environ, **dbt_env()},
         capture_output=True,
         text=True,
         check=False,
     )
     if result.returncode != 0:
-        raise RuntimeError(f"dbt parse failed:\n{result.stdout[-4000:]}{result.stderr[-2000:]}")
+        raise RuntimeError(
+            f"dbt {' '.join(args)} failed:\n{result.stdout[-4000:]}{result.stderr[-2000:]}"
+        )
+
+
+def ensure_manifest() -> Path:
+    """Run `dbt parse` when the manifest is missing or older than the project's files."""
+    if not MANIFEST.exists() or MANIFEST.stat().st_mtime < _newest_source_mtime():
+        run_dbt("parse")
     return MANIFEST
 
 
 def generate_docs() -> Path:
     """Write dbt's documentation site as one self-contained HTML file (no CDN, works offline)
     to `data/docs/index.html`, with the catalog read from the build database."""
-    result = subprocess.run(
-        dbt_command("docs", "generate", "--static"),
-        env={**os.environ, **dbt_env()},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"dbt docs generate failed:\n{result.stdout[-4000:]}")
+    run_dbt("docs", "generate", "--static")
     out = config.data_dir() / "docs" / "index.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(PROJECT_DIR / "target" / "static_index.html", out)

@@ -29,6 +29,7 @@ QUIET_ENVIRONMENT = {
     "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
     "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
     "DO_NOT_TRACK": "1",
+    "GX_ANALYTICS_ENABLED": "False",
 }
 
 
@@ -49,23 +50,30 @@ class PipelineRun:
         return self.state == "success"
 
 
+# A text stream on file descriptor 1 that is never closed: logging handlers that Airflow
+# creates during a run keep a reference to it, and must still work in the next run.
+_FD1_STREAM = None
+
+
 @contextlib.contextmanager
 def _output_to(log_file: Path):
     """Send this process's stdout and stderr (file descriptors too) to `log_file`."""
+    global _FD1_STREAM
+    if _FD1_STREAM is None:
+        _FD1_STREAM = open(1, "w", closefd=False, buffering=1)  # noqa: SIM115 (kept open)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
-    with log_file.open("ab") as sink, open(sink.fileno(), "w", closefd=False) as text:
+    with log_file.open("ab") as sink:
         os.dup2(sink.fileno(), 1)
         os.dup2(sink.fileno(), 2)
         try:
-            # Python-level streams too, for when they are not the file descriptors (pytest).
-            with contextlib.redirect_stdout(text), contextlib.redirect_stderr(text):
+            # Python-level streams too, for when they are not the descriptors (pytest).
+            with contextlib.redirect_stdout(_FD1_STREAM), contextlib.redirect_stderr(_FD1_STREAM):
                 yield
         finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
+            _FD1_STREAM.flush()
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
             os.close(saved[0])

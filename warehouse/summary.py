@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from warehouse import config
 from warehouse.db import connect
+from warehouse.publish import read_manifest
+from warehouse.validate import Check, format_failures, read_report
 
 # Current state: the latest ledger entry of each file (a file's rows were replaced by it).
 _SUMMARY_SQL = """
@@ -41,6 +44,8 @@ def build_summary(path: Path, run_id: str | None = None) -> dict:
     return {
         "database": str(path),
         "run_id": run_id,
+        "validation": read_report(),
+        "published": read_manifest(),
         "sources": sources,
         "refused": [{"file_path": f, "problem": p} for f, p in refused],
         "headline": headline,
@@ -89,4 +94,39 @@ def format_summary(summary: dict) -> str:
             f"HHI {h['hhi']:,.0f} ({h['concentration_level'].replace('_', ' ')})"
         )
     lines.append(f"build database: {summary['database']}")
+    lines += _audit_lines(summary)
     return "\n".join(lines)
+
+
+def _audit_lines(summary: dict) -> list[str]:
+    """The validation and the publish, said of this run when they belong to it."""
+    lines = []
+    validation, published = summary["validation"], summary["published"]
+    if validation:
+        this_run = validation.get("run_id") == summary["run_id"]
+        when = "this run" if this_run else f"run {validation.get('run_id')}"
+        evaluated, failed = validation["evaluated_expectations"], validation["failed_expectations"]
+        if validation["success"]:
+            lines.append(
+                f"validation ({when}): passed, {evaluated} expectations "
+                f"in {validation['seconds']} s"
+            )
+        else:
+            lines.append(
+                f"validation ({when}): FAILED {failed} of {evaluated} expectations; "
+                "nothing was published"
+            )
+            lines.append(format_failures([Check(**f) for f in validation["failures"]]))
+        lines.append(f"data docs: {validation['data_docs']}")
+    if published:
+        this_run = published["run_id"] == summary["run_id"]
+        when = "this run" if this_run else f"kept from run {published['run_id']}"
+        marts = ", ".join(f"{name} {rows:,}" for name, rows in published["row_counts"].items())
+        data_dir = config.data_dir()
+        lines += [
+            f"published ({when}, {published['published_at']}): {data_dir / published['warehouse']}",
+            f"  marts (rows): {marts}",
+            f"  exports: {data_dir / 'exports'}/<mart>.parquet",
+            f"  manifest: {data_dir / 'manifest.json'}",
+        ]
+    return lines

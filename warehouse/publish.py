@@ -1,0 +1,130 @@
+"""Publishing an audited build: what users and BI tools read.
+
+Every published file is written under a temporary name in its final folder and then moved into
+place with `os.replace`, which is atomic on one file system: a reader sees the old file or the
+new one, never half of either, and a reader that already had the old database open keeps its
+consistent old view. The Parquet exports are replaced first, then `warehouse.duckdb`, and the
+manifest last, so the manifest always describes published files. A failure before the swap
+leaves the previous publish untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from warehouse import config
+from warehouse.db import connect
+
+
+def warehouse_path() -> Path:
+    return config.data_dir() / "warehouse.duckdb"
+
+
+def exports_dir() -> Path:
+    return config.data_dir() / "exports"
+
+
+def manifest_path() -> Path:
+    return config.data_dir() / "manifest.json"
+
+
+def read_manifest() -> dict | None:
+    """The last publish's manifest, or None before the first publish."""
+    path = manifest_path()
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _git_revision() -> str | None:
+    result = subprocess.run(
+        ["git", "rev-parse", "HEAD"],
+        cwd=config.REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.stdout.strip() or None
+
+
+def _copy_marts(build_db: Path, target: Path) -> dict[str, int]:
+    """Copy every table of the build's `marts` schema into a new database file."""
+    with duckdb.connect(str(target)) as con:
+        con.execute("attach ? as build (read_only)", [str(build_db)])
+        marts = [
+            name
+            for (name,) in con.execute(
+                "select table_name from duckdb_tables() "
+                "where database_name = 'build' and schema_name = 'marts' order by table_name"
+            ).fetchall()
+        ]
+        if not marts:
+            raise RuntimeError(f"{build_db}: no marts to publish (schema marts is empty)")
+        con.execute("create schema marts")
+        counts = {}
+        for name in marts:
+            con.execute(f'create table marts."{name}" as select * from build.marts."{name}"')
+            counts[name] = con.execute(f'select count(*) from marts."{name}"').fetchone()[0]
+        con.execute("detach build")
+        con.execute("checkpoint")
+    return counts
+
+
+def _export_parquet(
+    database: Path, marts: list[str], folder: Path, suffix: str
+) -> dict[Path, Path]:
+    """Write each mart to `<mart>.parquet<suffix>`; returns temporary path -> final path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    moves = {}
+    with connect(database, read_only=True) as con:
+        for name in marts:
+            final = folder / f"{name}.parquet"
+            temporary = folder / f".{name}.parquet{suffix}"
+            target = str(temporary).replace("'", "''")
+            con.execute(f"copy marts.\"{name}\" to '{target}' (format parquet, compression zstd)")
+            moves[temporary] = final
+    return moves
+
+
+def _swap_in(moves: dict[Path, Path]) -> None:
+    """Move each temporary file over its final name, in order (atomic per file)."""
+    for temporary, final in moves.items():
+        os.replace(temporary, final)
+
+
+def publish(run_id: str, validation: dict, build_db: Path | None = None) -> dict:
+    """Publish the build's marts with the validation that passed them; returns the manifest."""
+    build_db = build_db or config.build_db_path()
+    data_dir = config.data_dir()
+    suffix = f".tmp-{os.getpid()}"
+    staged_db = data_dir / f".warehouse.duckdb{suffix}"
+    staged_manifest = data_dir / f".manifest.json{suffix}"
+    moves: dict[Path, Path] = {}
+    try:
+        staged_db.unlink(missing_ok=True)
+        counts = _copy_marts(build_db, staged_db)
+        moves.update(_export_parquet(staged_db, list(counts), exports_dir(), suffix))
+        moves[staged_db] = warehouse_path()
+        manifest = {
+            "run_id": run_id,
+            "published_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "git_revision": _git_revision(),
+            # Paths relative to the data folder, so a copied folder stays self-consistent.
+            "warehouse": warehouse_path().name,
+            "exports": {name: f"{exports_dir().name}/{name}.parquet" for name in counts},
+            "row_counts": counts,
+            "validation": validation,
+        }
+        staged_manifest.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        moves[staged_manifest] = manifest_path()
+        _swap_in(moves)
+    finally:
+        for temporary in moves:
+            temporary.unlink(missing_ok=True)
+        staged_db.unlink(missing_ok=True)
+        Path(f"{staged_db}.wal").unlink(missing_ok=True)
+    return manifest

@@ -1,0 +1,277 @@
+"""The audit: Great Expectations suites over the marts and the reported claims.
+
+Suites are read from `expectations/marts.yml` and `expectations/claims.yml`, re-created in a GX
+file context under `data/gx/` on every run (the YAML is the source, GX's JSON is output), and
+run through one checkpoint per suite with a Data Docs action. GX validates pandas dataframes
+read from the build database: GX's SQL datasource over duckdb-engine closes its connection
+before fetching, so it cannot be used here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from warehouse import config
+from warehouse.db import connect
+
+EXPECTATIONS_DIR = config.REPO_ROOT / "expectations"
+CLAIMS_SUITE = "claims"
+# A mart may shrink a little between publishes (a restated file) but not collapse, and may
+# grow (new months) but not explode.
+ROW_COUNT_FLOOR = 0.95
+ROW_COUNT_CEILING = 2.0
+
+
+@dataclass
+class Check:
+    suite: str
+    expectation: str
+    expected: str
+    observed: str
+    success: bool
+    rule: str
+    source: str = ""
+
+
+@dataclass
+class ValidationReport:
+    success: bool
+    run_id: str | None = None
+    checks: list[Check] = field(default_factory=list)
+    seconds: float = 0.0
+    data_docs: str = ""
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.success]
+
+    def summary(self) -> dict[str, Any]:
+        """What the manifest records: counts per suite, the failures, where the docs are."""
+        suites: dict[str, dict[str, int]] = {}
+        for check in self.checks:
+            counts = suites.setdefault(check.suite, {"evaluated": 0, "failed": 0})
+            counts["evaluated"] += 1
+            counts["failed"] += not check.success
+        return {
+            "run_id": self.run_id,
+            "success": self.success,
+            "evaluated_expectations": len(self.checks),
+            "failed_expectations": len(self.failures),
+            "suites": suites,
+            "failures": [asdict(c) for c in self.failures],
+            "seconds": round(self.seconds, 2),
+            "data_docs": self.data_docs,
+        }
+
+    def failure_table(self) -> str:
+        return format_failures(self.failures)
+
+
+def format_failures(failures: list[Check]) -> str:
+    """Failed checks as an aligned table, each followed by the rule or claim it guards."""
+    rows = [("suite", "expectation", "expected", "observed")]
+    rows += [(c.suite, c.expectation, c.expected, c.observed) for c in failures]
+    limits = (40, 80, 30, 60)
+    widths = [min(max(len(r[i]) for r in rows), limits[i]) for i in range(4)]
+    lines = []
+    for index, row in enumerate(rows):
+        cells = (cell[:width].ljust(width) for cell, width in zip(row, widths, strict=True))
+        lines.append("  ".join(cells).rstrip())
+        if index:
+            check = failures[index - 1]
+            source = f" (source: {check.source})" if check.source else ""
+            lines.append(f"    why: {check.rule}{source}")
+    return "\n".join(lines)
+
+
+def read_report() -> dict | None:
+    """The last validation's summary, or None before the first validation."""
+    path = report_path()
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def load_specs() -> tuple[dict, list[dict]]:
+    marts = yaml.safe_load((EXPECTATIONS_DIR / "marts.yml").read_text())["suites"]
+    claims = yaml.safe_load((EXPECTATIONS_DIR / "claims.yml").read_text())["claims"]
+    return marts, claims
+
+
+def _claims_suite(claims: list[dict]) -> dict:
+    """The claims as a suite over a one-row frame with a column per claim."""
+    expectations = []
+    for claim in claims:
+        meta = {"rule": claim["claim"], "source": claim["source"]}
+        expectations.append(
+            {
+                "type": "expect_column_values_to_not_be_null",
+                "kwargs": {"column": claim["name"]},
+                **meta,
+            }
+        )
+        bounds = {
+            "column": claim["name"],
+            "min_value": claim.get("min"),
+            "max_value": claim.get("max"),
+            "strict_max": claim.get("strict_max", False),
+        }
+        expectations.append(
+            {"type": "expect_column_values_to_be_between", "kwargs": bounds, **meta}
+        )
+    return {"expectations": expectations}
+
+
+def _frames(db_path: Path, marts: dict, claims: list[dict]) -> dict[str, Any]:
+    """The dataframe each suite validates, read from the build database."""
+    frames = {}
+    with connect(db_path, read_only=True) as con:
+        for name, suite in marts.items():
+            sql = suite.get("sql") or f"select * from {suite['table']}"
+            frames[name] = con.execute(sql).df()
+        values = {}
+        for claim in claims:
+            row = con.execute(claim["sql"]).fetchone()
+            values[claim["name"]] = [None if row is None or row[0] is None else float(row[0])]
+    import pandas as pd
+
+    frames[CLAIMS_SUITE] = pd.DataFrame(values)
+    return frames
+
+
+def _row_count_bounds(previous: dict | None, table: str | None) -> dict[str, float | None]:
+    count = ((previous or {}).get("row_counts") or {}).get((table or "").split(".")[-1])
+    if count is None:
+        return {"min_rows": 1, "max_rows": None}
+    return {"min_rows": int(count * ROW_COUNT_FLOOR), "max_rows": int(count * ROW_COUNT_CEILING)}
+
+
+def _describe_expected(kind: str, kwargs: dict, parameters: dict) -> str:
+    if "min_value" in kwargs or "max_value" in kwargs:
+        low, high = (
+            parameters.get(v["$PARAMETER"]) if isinstance(v, dict) else v
+            for v in (kwargs.get("min_value"), kwargs.get("max_value"))
+        )
+        lower = "" if low is None else f"{low:g} <= "
+        upper = "" if high is None else f" {'<' if kwargs.get('strict_max') else '<='} {high:g}"
+        return f"{lower}x{upper}"
+    if "value_set" in kwargs:
+        return f"in {kwargs['value_set']}"
+    if "column_A" in kwargs:
+        relation = "=" if "equal" in kind else ">"
+        return f"{kwargs['column_A']} {relation} {kwargs['column_B']}"
+    return kind.removeprefix("expect_").replace("_", " ")
+
+
+def _describe_observed(result: dict) -> str:
+    def show(value: object) -> str:
+        return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+    if result.get("observed_value") is not None:
+        return show(result["observed_value"])
+    sample = result.get("partial_unexpected_list") or []
+    if result.get("unexpected_count") == 1 and len(sample) == 1:
+        return show(sample[0])  # a single value, as every claim is
+    if result.get("unexpected_count"):
+        return f"{result['unexpected_count']} rows, e.g. {sample[:3]}"
+    if result.get("missing_count"):
+        return f"{result['missing_count']} missing (NULL) values"
+    return "as expected"
+
+
+def _gx_expectation(spec: dict, gx):
+    kind = spec["type"]
+    cls = getattr(gx.expectations, "".join(p.title() for p in kind.split("_")))
+    meta = {"rule": spec["rule"], **({"source": spec["source"]} if spec.get("source") else {})}
+    return cls(**spec["kwargs"], meta=meta)
+
+
+def validate(
+    run_id: str | None = None,
+    previous_manifest: dict | None = None,
+    db_path: Path | None = None,
+) -> ValidationReport:
+    """Run every suite against the build database's marts; the report says what failed."""
+    started = time.perf_counter()
+    import great_expectations as gx
+    from great_expectations.checkpoint import Checkpoint, UpdateDataDocsAction
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    db_path = db_path or config.build_db_path()
+    marts, claims = load_specs()
+    suites = {**marts, CLAIMS_SUITE: _claims_suite(claims)}
+    frames = _frames(db_path, marts, claims)
+
+    context = gx.get_context(mode="file", project_root_dir=str(config.data_dir()))
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    source = context.data_sources.add_or_update_pandas("warehouse_marts")
+    report = ValidationReport(success=True, run_id=run_id)
+    for name, spec in suites.items():
+        expectations = [_gx_expectation(e, gx) for e in spec["expectations"]]
+        parameters = _row_count_bounds(previous_manifest, spec.get("table"))
+        if spec.get("row_count_vs_previous"):
+            expectations.append(
+                gx.expectations.ExpectTableRowCountToBeBetween(
+                    min_value={"$PARAMETER": "min_rows"},
+                    max_value={"$PARAMETER": "max_rows"},
+                    meta={"rule": "row count within bounds of the previous publish"},
+                )
+            )
+        asset = next((a for a in source.assets if a.name == name), None)
+        asset = asset or source.add_dataframe_asset(name)
+        batch = next((b for b in asset.batch_definitions if b.name == "whole"), None)
+        batch = batch or asset.add_batch_definition_whole_dataframe("whole")
+        suite = context.suites.add_or_update(
+            gx.ExpectationSuite(name=name, expectations=expectations)
+        )
+        definition = context.validation_definitions.add_or_update(
+            gx.ValidationDefinition(name=name, data=batch, suite=suite)
+        )
+        checkpoint = context.checkpoints.add_or_update(
+            Checkpoint(
+                name=name,
+                validation_definitions=[definition],
+                actions=[UpdateDataDocsAction(name="update_data_docs")],
+                result_format="SUMMARY",
+            )
+        )
+        result = checkpoint.run(
+            batch_parameters={"dataframe": frames[name]}, expectation_parameters=parameters
+        )
+        report.success &= result.success
+        for validation in result.run_results.values():
+            for outcome in validation.results:
+                expectation = outcome.expectation_config
+                kwargs = expectation.kwargs
+                column = kwargs.get("column") or kwargs.get("column_list") or ""
+                report.checks.append(
+                    Check(
+                        suite=name,
+                        expectation=f"{expectation.type} {column}".strip(),
+                        expected=_describe_expected(expectation.type, kwargs, parameters),
+                        observed=_describe_observed(outcome.result),
+                        success=outcome.success,
+                        rule=expectation.meta.get("rule", ""),
+                        source=expectation.meta.get("source", ""),
+                    )
+                )
+    report.seconds = time.perf_counter() - started
+    report.data_docs = str(
+        config.data_dir() / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    )
+    _write_report(report)
+    return report
+
+
+def report_path() -> Path:
+    return config.data_dir() / "validation" / "result.json"
+
+
+def _write_report(report: ValidationReport) -> None:
+    path = report_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report.summary(), indent=2, default=str))
