@@ -74,7 +74,6 @@ def validate_marts(run_id: str | None = None) -> dict:
 @task(pool=WRITER_POOL, outlets=[PUBLISHED_WAREHOUSE])
 def publish(validation: dict, run_id: str | None = None, outlet_events=None) -> dict:
     """Publish the audited marts; readers of the old file keep their view."""
-    from warehouse import config
     from warehouse.publish import publish as publish_build
 
     manifest = publish_build(run_id, validation)
@@ -87,7 +86,6 @@ def publish(validation: dict, run_id: str | None = None, outlet_events=None) -> 
 @task(pool=WRITER_POOL)
 def summarize(run_id: str | None = None) -> dict:
     """Log what the build database holds, what this run loaded, and the headline."""
-    from warehouse import config
     from warehouse.summary import build_summary, format_summary
 
     summary = build_summary(config.build_db_path(), run_id=run_id)

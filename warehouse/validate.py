@@ -198,73 +198,84 @@ def validate(
     """Run every suite against the build database's marts; the report says what failed."""
     started = time.perf_counter()
     import great_expectations as gx
-    from great_expectations.checkpoint import Checkpoint, UpdateDataDocsAction
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    db_path = db_path or config.build_db_path()
     marts, claims = load_specs()
     suites = {**marts, CLAIMS_SUITE: _claims_suite(claims)}
-    frames = _frames(db_path, marts, claims)
+    frames = _frames(db_path or config.build_db_path(), marts, claims)
 
     context = gx.get_context(mode="file", project_root_dir=str(config.data_dir()))
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = context.data_sources.add_or_update_pandas("warehouse_marts")
     report = ValidationReport(success=True, run_id=run_id)
     for name, spec in suites.items():
-        expectations = [_gx_expectation(e, gx) for e in spec["expectations"]]
         parameters = _row_count_bounds(previous_manifest, spec.get("table"))
-        if spec.get("row_count_vs_previous"):
-            expectations.append(
-                gx.expectations.ExpectTableRowCountToBeBetween(
-                    min_value={"$PARAMETER": "min_rows"},
-                    max_value={"$PARAMETER": "max_rows"},
-                    meta={"rule": "row count within bounds of the previous publish"},
-                )
-            )
-        asset = next((a for a in source.assets if a.name == name), None)
-        asset = asset or source.add_dataframe_asset(name)
-        batch = next((b for b in asset.batch_definitions if b.name == "whole"), None)
-        batch = batch or asset.add_batch_definition_whole_dataframe("whole")
-        suite = context.suites.add_or_update(
-            gx.ExpectationSuite(name=name, expectations=expectations)
-        )
-        definition = context.validation_definitions.add_or_update(
-            gx.ValidationDefinition(name=name, data=batch, suite=suite)
-        )
-        checkpoint = context.checkpoints.add_or_update(
-            Checkpoint(
-                name=name,
-                validation_definitions=[definition],
-                actions=[UpdateDataDocsAction(name="update_data_docs")],
-                result_format="SUMMARY",
-            )
-        )
+        checkpoint = _checkpoint(gx, context, source, name, spec)
         result = checkpoint.run(
             batch_parameters={"dataframe": frames[name]}, expectation_parameters=parameters
         )
         report.success &= result.success
-        for validation in result.run_results.values():
-            for outcome in validation.results:
-                expectation = outcome.expectation_config
-                kwargs = expectation.kwargs
-                column = kwargs.get("column") or kwargs.get("column_list") or ""
-                report.checks.append(
-                    Check(
-                        suite=name,
-                        expectation=f"{expectation.type} {column}".strip(),
-                        expected=_describe_expected(expectation.type, kwargs, parameters),
-                        observed=_describe_observed(outcome.result),
-                        success=outcome.success,
-                        rule=expectation.meta.get("rule", ""),
-                        source=expectation.meta.get("source", ""),
-                    )
-                )
+        report.checks += _checks(name, result, parameters)
     report.seconds = time.perf_counter() - started
     report.data_docs = str(
         config.data_dir() / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
     )
     _write_report(report)
     return report
+
+
+def _checkpoint(gx, context, source, name: str, spec: dict):
+    """(Re-)create the suite, its dataframe asset and validation definition, and a checkpoint
+    that validates them and updates the Data Docs."""
+    from great_expectations.checkpoint import Checkpoint, UpdateDataDocsAction
+
+    expectations = [_gx_expectation(e, gx) for e in spec["expectations"]]
+    if spec.get("row_count_vs_previous"):
+        expectations.append(
+            gx.expectations.ExpectTableRowCountToBeBetween(
+                min_value={"$PARAMETER": "min_rows"},
+                max_value={"$PARAMETER": "max_rows"},
+                meta={"rule": "row count within bounds of the previous publish"},
+            )
+        )
+    asset = next((a for a in source.assets if a.name == name), None)
+    asset = asset or source.add_dataframe_asset(name)
+    batch = next((b for b in asset.batch_definitions if b.name == "whole"), None)
+    batch = batch or asset.add_batch_definition_whole_dataframe("whole")
+    suite = context.suites.add_or_update(gx.ExpectationSuite(name=name, expectations=expectations))
+    definition = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=name, data=batch, suite=suite)
+    )
+    return context.checkpoints.add_or_update(
+        Checkpoint(
+            name=name,
+            validation_definitions=[definition],
+            actions=[UpdateDataDocsAction(name="update_data_docs")],
+            result_format="SUMMARY",
+        )
+    )
+
+
+def _checks(suite: str, result, parameters: dict) -> list[Check]:
+    """One Check per expectation outcome of a checkpoint result, in words."""
+    checks = []
+    for validation in result.run_results.values():
+        for outcome in validation.results:
+            expectation = outcome.expectation_config
+            kwargs = expectation.kwargs
+            column = kwargs.get("column") or kwargs.get("column_list") or ""
+            checks.append(
+                Check(
+                    suite=suite,
+                    expectation=f"{expectation.type} {column}".strip(),
+                    expected=_describe_expected(expectation.type, kwargs, parameters),
+                    observed=_describe_observed(outcome.result),
+                    success=outcome.success,
+                    rule=expectation.meta.get("rule", ""),
+                    source=expectation.meta.get("source", ""),
+                )
+            )
+    return checks
 
 
 def report_path() -> Path:
