@@ -118,7 +118,8 @@ def ai_revenue_warehouse():
     transform = DbtTaskGroup(
         group_id="transform",
         project_config=ProjectConfig(
-            dbt_project_path=dbt_project.PROJECT_DIR, manifest_path=dbt_project.MANIFEST
+            dbt_project_path=dbt_project.PROJECT_DIR,
+            manifest_path=dbt_project.MANIFEST if dbt_project.MANIFEST.exists() else None,
         ),
         profile_config=ProfileConfig(
             profile_name=dbt_project.PROFILE_NAME,
@@ -133,7 +134,9 @@ def ai_revenue_warehouse():
             dbt_executable_path=dbt_project.DBT_EXECUTABLE,
         ),
         render_config=RenderConfig(
-            load_method=LoadMode.DBT_MANIFEST,
+            # From target/manifest.json (`warehouse run` keeps it current), so a parse reads
+            # one file; without a manifest Cosmos falls back to `dbt ls`, slower but working.
+            load_method=LoadMode.AUTOMATIC,
             # `dbt build` per model: its unit and data tests run with it, and a failure stops
             # the models downstream. Tests spanning several models run after all their parents.
             test_behavior=TestBehavior.BUILD,

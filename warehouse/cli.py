@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -84,7 +85,52 @@ def _summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _query(args: argparse.Namespace) -> int:
+    from warehouse.query import format_rows, run_query
+
+    columns, rows = run_query(args.sql)
+    print(format_rows(columns, rows, args.format))
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from warehouse.query import status
+
+    manifest = status()
+    if args.format == "json":
+        print(json.dumps(manifest, indent=2))
+        return 0
+    validation = manifest["validation"]
+    print(f"published: {manifest['published_at']} by run {manifest['run_id']}")
+    print(f"git revision: {manifest['git_revision'] or 'unknown'}")
+    print(
+        f"validation: {'passed' if validation['success'] else 'FAILED'}, "
+        f"{validation['evaluated_expectations']} expectations, "
+        f"{validation['failed_expectations']} failed"
+    )
+    for mart, rows in manifest["row_counts"].items():
+        print(f"  {mart:<28} {rows:>10,} rows")
+    return 0
+
+
+def _marts(args: argparse.Namespace) -> int:
+    from warehouse.query import describe_marts
+
+    marts = describe_marts()
+    if args.format == "json":
+        print(json.dumps(marts, indent=2))
+        return 0
+    for mart in marts:
+        print(f"{mart['mart']}: {mart['description']}")
+        for column in mart["columns"]:
+            print(f"  {column['name']:<32} {column['type']:<14} {column['description']}")
+        print()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    # Quietly stop when the reader of the output goes away (`warehouse marts | head`).
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     parser = argparse.ArgumentParser(prog="warehouse", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -108,8 +154,27 @@ def main(argv: list[str] | None = None) -> int:
     summary.add_argument("--run-id", help="also show what this run loaded")
     summary.set_defaults(handler=_summary)
 
+    query = commands.add_parser("query", help="run SQL against the published warehouse (read-only)")
+    query.add_argument("sql", help='one SQL statement, e.g. "select * from marts.dim_customers"')
+    query.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    query.set_defaults(handler=_query)
+
+    status = commands.add_parser("status", help="the last publish: time, run, rows, validation")
+    status.add_argument("--format", choices=["text", "json"], default="text")
+    status.set_defaults(handler=_status)
+
+    marts = commands.add_parser("marts", help="the published marts, their columns and meaning")
+    marts.add_argument("--format", choices=["text", "json"], default="text")
+    marts.set_defaults(handler=_marts)
+
     args = parser.parse_args(argv)
-    return args.handler(args)
+    from warehouse.query import QueryError
+
+    try:
+        return args.handler(args)
+    except QueryError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Where the dbt project lives, and keeping its manifest current.
 
-Cosmos renders the dbt task group from `target/manifest.json` (LoadMode.DBT_MANIFEST), so a
+Cosmos renders the dbt task group from `target/manifest.json` when it exists, so a
 DAG parse reads one JSON file instead of running dbt. The manifest is rebuilt with `dbt parse`
 whenever a file of the project is newer than it.
 """

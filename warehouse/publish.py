@@ -69,9 +69,30 @@ def _copy_marts(build_db: Path, target: Path) -> dict[str, int]:
         for name in marts:
             con.execute(f'create table marts."{name}" as select * from build.marts."{name}"')
             counts[name] = con.execute(f'select count(*) from marts."{name}"').fetchone()[0]
+        _copy_comments(con)
         con.execute("detach build")
         con.execute("checkpoint")
     return counts
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _copy_comments(con: duckdb.DuckDBPyConnection) -> None:
+    """Carry the marts' descriptions (dbt's persist_docs comments) into the published file."""
+    tables = con.execute(
+        "select table_name, comment from duckdb_tables() where database_name = 'build' "
+        "and schema_name = 'marts' and comment is not null"
+    ).fetchall()
+    for table, comment in tables:
+        con.execute(f'comment on table marts."{table}" is {_sql_string(comment)}')
+    columns = con.execute(
+        "select table_name, column_name, comment from duckdb_columns() "
+        "where database_name = 'build' and schema_name = 'marts' and comment is not null"
+    ).fetchall()
+    for table, column, comment in columns:
+        con.execute(f'comment on column marts."{table}"."{column}" is {_sql_string(comment)}')
 
 
 def _export_parquet(
