@@ -20,10 +20,15 @@ export GX_ANALYTICS_ENABLED := False
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help setup run test lint format docs seeds clean
+# Debian packages come through apt, with sudo unless we are root.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help setup test-packages run up down test lint format docs seeds clean
 
 help:
 	@echo "make run    set everything up and run the pipeline DAG once (Airflow, DuckDB)"
+	@echo "make up     start Airflow (UI on localhost:8080) with the DAGs on their schedule"
+	@echo "make down   stop what make up started"
 	@echo "make test   run the test suite"
 	@echo "make lint   ruff (lint + format check) and sqlfluff on the dbt models"
 	@echo "make docs   dbt docs as one offline HTML file in data/docs/ (after make run)"
@@ -36,10 +41,21 @@ $(VENV)/.synced: pyproject.toml uv.lock
 
 setup: $(VENV)/.synced
 
+# Chromium (Debian's package) opens the rendered report headless in the tests.
+test-packages:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
+
 run: setup
 	$(BIN)/warehouse run
 
-test: setup
+up: setup
+	$(BIN)/warehouse up
+
+down: setup
+	$(BIN)/warehouse down
+
+test: setup test-packages
 	$(BIN)/pytest
 
 # sqlfluff's dbt templater compiles the models; it gets a scratch database, never the build's.
@@ -59,5 +75,5 @@ format: setup
 seeds: setup
 	$(BIN)/warehouse generate --out seeds
 
-clean:
+clean: down
 	rm -rf data .airflow

@@ -13,7 +13,7 @@
    figures); a failure stops the run with a table of what failed, and nothing is published.
 4. **publish**: copies the marts into a new DuckDB file and Parquet exports, then atomically
    replaces `data/warehouse.duckdb`, `data/exports/` and `data/manifest.json`; emits the
-   published Asset.
+   published Asset, on which the `ai_revenue_report` DAG is scheduled.
 5. **summarize**: logs what was loaded, the validation, the publish and the 2024-03 headline.
 
 Every task that writes the build database runs in the one-slot `duckdb_writer` pool, because
@@ -22,17 +22,13 @@ DuckDB allows a single read-write process per file.
 
 from __future__ import annotations
 
-import pendulum
-from airflow.sdk import Asset, dag, task, task_group
+from airflow.sdk import dag, task, task_group
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 
 from warehouse import config, dbt_project
+from warehouse.airflow_common import PUBLISHED_WAREHOUSE, dag_settings
 from warehouse.config import WRITER_POOL
-
-# What downstream DAGs (the report, BI refreshes) are scheduled on. Its identity is a name,
-# not a path: each event carries the published run's manifest (run id, paths, row counts).
-PUBLISHED_WAREHOUSE = Asset(name="ai_revenue_warehouse_published")
 
 
 @task(pool=WRITER_POOL)
@@ -96,13 +92,7 @@ def summarize(run_id: str | None = None) -> dict:
 @dag(
     dag_id="ai_revenue_warehouse",
     schedule="@daily",
-    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    default_args={
-        "retries": 2,
-        "retry_delay": pendulum.duration(seconds=config.retry_delay_seconds()),
-    },
+    **dag_settings(),
     doc_md=__doc__,
     tags=["warehouse", "duckdb", "dbt"],
 )

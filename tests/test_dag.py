@@ -13,8 +13,16 @@ import pytest
 from tests.conftest import REPO, run_pipeline
 from warehouse.config import WRITER_POOL
 
-DAG_FILE = REPO / "dags" / "ai_revenue_warehouse.py"
-HEAVY_MODULES = ["duckdb", "pandas", "great_expectations", "dbt", "warehouse.ingest"]
+DAG_FILES = [REPO / "dags" / "ai_revenue_warehouse.py", REPO / "dags" / "ai_revenue_report.py"]
+HEAVY_MODULES = [
+    "duckdb",
+    "pandas",
+    "matplotlib",
+    "great_expectations",
+    "dbt",
+    "warehouse.ingest",
+    "warehouse.report",
+]
 
 
 def test_dagbag_imports_without_errors():
@@ -23,15 +31,16 @@ def test_dagbag_imports_without_errors():
     bag = DagBag(dag_folder=str(REPO / "dags"))
 
     assert bag.import_errors == {}
-    assert "ai_revenue_warehouse" in bag.dag_ids
+    assert set(bag.dag_ids) == {"ai_revenue_warehouse", "ai_revenue_report"}
 
 
-def test_dag_file_imports_nothing_heavy_at_module_level():
+@pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda path: path.stem)
+def test_dag_file_imports_nothing_heavy_at_module_level(dag_file):
     code = (
         "import json, sys, time, runpy;"
         "import airflow.sdk;"  # Airflow itself is loaded before the file, as in the parser
         "start = time.perf_counter();"
-        f"runpy.run_path({str(DAG_FILE)!r});"
+        f"runpy.run_path({str(dag_file)!r});"
         "elapsed = time.perf_counter() - start;"
         f"print(json.dumps({{'loaded': [m for m in {HEAVY_MODULES!r} if m in sys.modules],"
         "'seconds': elapsed}))"
@@ -43,6 +52,19 @@ def test_dag_file_imports_nothing_heavy_at_module_level():
 
     assert report["loaded"] == []
     print(f"DAG file parse time: {report['seconds']:.3f} s")  # measured, not asserted
+
+
+def test_report_dag_is_scheduled_on_the_published_asset():
+    from warehouse.pipeline import REPORT_DAG_ID, load_dag
+
+    pipeline, report = load_dag(), load_dag(REPORT_DAG_ID)
+
+    (published,) = pipeline.get_task("publish").outlets
+    assert report.timetable.asset_condition.objects == (published,)
+    assert report.catchup is False
+    assert report.max_active_runs == 1
+    # It reads only the published file, so it takes no writer slot.
+    assert all(t.pool != WRITER_POOL for t in report.tasks)
 
 
 def test_dag_declares_schedule_retries_and_one_writer():

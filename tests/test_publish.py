@@ -14,6 +14,7 @@ import duckdb
 import pytest
 
 from tests.conftest import CONTRACT_MARTS, DOCUMENTED_EXTRA_MARTS, run_pipeline
+from warehouse.publish import PUBLISHED_STORAGE_VERSION
 
 pytestmark = pytest.mark.slow
 
@@ -42,10 +43,18 @@ def test_published_file_holds_exactly_the_marts(first_run):
             "select schema_name, table_name from duckdb_tables() order by all"
         ).fetchall()
         views = con.execute("select count(*) from duckdb_views() where not internal").fetchone()
-    assert {schema for schema, _ in tables} == {"marts"}
-    assert {name for _, name in tables} == CONTRACT_MARTS | DOCUMENTED_EXTRA_MARTS
+        publication = con.execute("select run_id from meta.publication").fetchall()
+        storage = con.execute(
+            "select tags['storage_version'] from duckdb_databases() where not internal"
+        ).fetchone()[0]
+    marts = {name for schema, name in tables if schema == "marts"}
+    assert marts == CONTRACT_MARTS | DOCUMENTED_EXTRA_MARTS
+    assert set(tables) - {("marts", name) for name in marts} == {("meta", "publication")}
     assert views == (0,)
     manifest = json.loads((data_dir / "manifest.json").read_text())
+    assert publication == [(manifest["run_id"],)]
+    # Readable by DuckDB 1.4 and later (the CLI from PyPI, BI drivers).
+    assert storage == f"{PUBLISHED_STORAGE_VERSION}+"
     assert set(manifest["row_counts"]) == CONTRACT_MARTS | DOCUMENTED_EXTRA_MARTS
     assert manifest["validation"]["success"] is True
     assert manifest["validation"]["evaluated_expectations"] >= 60

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from datetime import UTC, datetime
@@ -43,7 +44,8 @@ def _run(args: argparse.Namespace) -> int:
     quiet_environment()
     import airflow  # noqa: F401  (before anything that may import cosmos)
 
-    from warehouse.pipeline import run_once
+    from warehouse.pipeline import REPORT_DAG_ID, run_once
+    from warehouse.report import report_dir
     from warehouse.summary import build_summary, format_summary
 
     print("running the pipeline DAG once (airflow dag.test) ...", flush=True)
@@ -54,6 +56,13 @@ def _run(args: argparse.Namespace) -> int:
     if not run.succeeded:
         print(f"error: failed tasks: {', '.join(run.failed_tasks)}; see the log", file=sys.stderr)
         return 1
+    # What the scheduler does on the published Asset's event.
+    report = run_once(run.log_file, dag_id=REPORT_DAG_ID)
+    if not report.succeeded:
+        failed = ", ".join(report.failed_tasks)
+        print(f"error: the report DAG failed ({failed}); see the log", file=sys.stderr)
+        return 1
+    print(f"report: {report_dir() / 'index.html'} (charts: {report_dir()}/*.png)")
     return 0
 
 
@@ -128,6 +137,46 @@ def _marts(args: argparse.Namespace) -> int:
     return 0
 
 
+def _up(args: argparse.Namespace) -> int:
+    from warehouse import services
+    from warehouse.pipeline import DAG_ID, REPORT_DAG_ID
+
+    print("starting Airflow: api-server, scheduler, dag-processor, triggerer ...", flush=True)
+    try:
+        stack = services.start(port=args.port)
+        password = services.ensure_password(stack.home)
+        client = services.ApiClient(stack.url, services.USERNAME, password)
+        services.unpause(client, [DAG_ID, REPORT_DAG_ID])
+    except services.ServiceError as error:
+        services.stop()
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"Airflow UI: {stack.url}  (user {services.USERNAME}, password {password})")
+    print(f"the password is kept in {services.password_file(stack.home)}")
+    print(f"{DAG_ID} is unpaused on its daily schedule; {REPORT_DAG_ID} runs after each publish")
+    print(f"service logs: {stack.log('scheduler').parent}/; stop with `make down`")
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    from warehouse import services
+
+    stopped = services.stop()
+    print(f"stopped: {', '.join(stopped)}" if stopped else "no Airflow services were running")
+    return 0
+
+
+def _airflow_init(args: argparse.Namespace) -> int:
+    from warehouse import dbt_project, services
+    from warehouse.pipeline import prepare_airflow_home
+
+    home = prepare_airflow_home()
+    services.ensure_password(home)
+    dbt_project.ensure_manifest()
+    print(f"Airflow ready in {home}: metadata migrated, pool {config.WRITER_POOL}, admin login")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     # Quietly stop when the reader of the output goes away (`warehouse marts | head`).
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
@@ -166,6 +215,20 @@ def main(argv: list[str] | None = None) -> int:
     marts = commands.add_parser("marts", help="the published marts, their columns and meaning")
     marts.add_argument("--format", choices=["text", "json"], default="text")
     marts.set_defaults(handler=_marts)
+
+    up = commands.add_parser("up", help="start Airflow's services in the background (make up)")
+    up.add_argument(
+        "--port", type=int, default=int(os.environ.get("WAREHOUSE_AIRFLOW_PORT") or 8080)
+    )
+    up.set_defaults(handler=_up)
+
+    down = commands.add_parser("down", help="stop the services `up` started (make down)")
+    down.set_defaults(handler=_down)
+
+    airflow_init = commands.add_parser(
+        "airflow-init", help="migrate Airflow's metadata, create the pool and the admin login"
+    )
+    airflow_init.set_defaults(handler=_airflow_init)
 
     args = parser.parse_args(argv)
     from warehouse.query import QueryError

@@ -21,8 +21,11 @@ PROFILES_YML = PROJECT_DIR / "profiles.yml"
 PROFILE_NAME = "ai_revenue"
 TARGET_NAME = "build"
 _SOURCES = ("dbt_project.yml", "profiles.yml", "models", "macros", "tests")
-# The dbt installed beside the running Python (the project's virtual environment).
-DBT_EXECUTABLE = Path(sys.executable).with_name("dbt")
+# The dbt installed beside the running Python (the project's virtual environment), unless
+# WAREHOUSE_DBT_EXECUTABLE names another (the container image installs it elsewhere).
+DBT_EXECUTABLE = Path(
+    os.environ.get("WAREHOUSE_DBT_EXECUTABLE") or Path(sys.executable).with_name("dbt")
+)
 
 
 def dbt_env() -> dict[str, str]:

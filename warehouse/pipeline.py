@@ -1,8 +1,10 @@
-"""Run the pipeline DAG once, end to end, in this process (Airflow's `dag.test()`).
+"""Run a DAG once, end to end, in this process (Airflow's `dag.test()`).
 
-Airflow's task logs go to a log file, so that what a person sees at the end is the run's
-outcome and the summary of what the build database holds. AIRFLOW_HOME and the DAGs folder
-must be set in the environment before this module runs (the Makefile does it).
+`warehouse run` runs the pipeline DAG this way and then, if it published, the report DAG, as
+the scheduler would on the published Asset's event (no scheduler runs here). Airflow's task
+logs go to a log file, so that what a person sees at the end is the run's outcome and the
+summary of what the build database holds. AIRFLOW_HOME and the DAGs folder must be set in the
+environment before this module runs (the Makefile does it).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from warehouse import config, dbt_project
 
 DAG_ID = "ai_revenue_warehouse"
+REPORT_DAG_ID = "ai_revenue_report"
 DAGS_FOLDER = config.REPO_ROOT / "dags"
 
 
@@ -80,9 +83,11 @@ def _output_to(log_file: Path):
             os.close(saved[1])
 
 
-def prepare_airflow_home() -> Path:
-    """Create Airflow's metadata database (SQLite) and the writer pool, once per AIRFLOW_HOME."""
-    home = Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow")
+def prepare_airflow_home(env: dict[str, str] | None = None) -> Path:
+    """Create Airflow's metadata database (SQLite) and the writer pool, once per AIRFLOW_HOME
+    (the one in `env`, by default this process's environment)."""
+    env = dict(os.environ if env is None else env)
+    home = Path(env.get("AIRFLOW_HOME") or Path.home() / "airflow")
     marker = home / ".warehouse-ready"
     if marker.exists():
         return home
@@ -93,33 +98,36 @@ def prepare_airflow_home() -> Path:
             ["db", "migrate"],
             ["pools", "set", config.WRITER_POOL, "1", "serialises writers of build.duckdb"],
         ):
-            subprocess.run(airflow + command, check=True, stdout=log, stderr=subprocess.STDOUT)
+            subprocess.run(
+                airflow + command, check=True, stdout=log, stderr=subprocess.STDOUT, env=env
+            )
     marker.touch()
     return home
 
 
-def load_dag():
-    """The pipeline DAG, parsed from the DAGs folder the way Airflow parses it."""
+def load_dag(dag_id: str = DAG_ID):
+    """A DAG, parsed from the DAGs folder the way Airflow parses it."""
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(DAGS_FOLDER))
     if bag.import_errors:
         raise RuntimeError(f"DAG files failed to import: {bag.import_errors}")
-    return bag.dags[DAG_ID]
+    return bag.dags[dag_id]
 
 
-def run_once(log_file: Path | None = None) -> PipelineRun:
+def run_once(log_file: Path | None = None, dag_id: str = DAG_ID) -> PipelineRun:
     """Run the DAG once with `dag.test()`; the returned run says how it ended."""
     log_file = log_file or config.data_dir() / "logs" / f"run_{datetime.now(UTC):%Y%m%dT%H%M%S}.log"
     prepare_airflow_home()
     dbt_project.ensure_manifest()
     with _output_to(log_file):
-        dag = load_dag()
+        dag = load_dag(dag_id)
         dag_run = dag.test()
-    return PipelineRun(dag_run.run_id, str(dag_run.state), _failed_tasks(dag_run.run_id), log_file)
+    failed = _failed_tasks(dag_id, dag_run.run_id)
+    return PipelineRun(dag_run.run_id, str(dag_run.state), failed, log_file)
 
 
-def _failed_tasks(run_id: str) -> list[str]:
+def _failed_tasks(dag_id: str, run_id: str) -> list[str]:
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
     from sqlalchemy import select
@@ -127,7 +135,7 @@ def _failed_tasks(run_id: str) -> list[str]:
     with create_session() as session:
         states = session.execute(
             select(TaskInstance.task_id, TaskInstance.state).where(
-                TaskInstance.dag_id == DAG_ID, TaskInstance.run_id == run_id
+                TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id
             )
         ).all()
     return sorted(

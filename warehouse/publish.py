@@ -6,6 +6,11 @@ new one, never half of either, and a reader that already had the old database op
 consistent old view. The Parquet exports are replaced first, then `warehouse.duckdb`, and the
 manifest last, so the manifest always describes published files. A failure before the swap
 leaves the previous publish untouched.
+
+The published file is written in DuckDB's v1.4 storage format, so that the DuckDB CLI and BI
+drivers that lag the Python package by a release or two can open it. It holds the marts in
+schema `marts` and one row in `meta.publication` naming the run that published it, so a reader
+can tell which publish it is looking at from inside its own snapshot.
 """
 
 from __future__ import annotations
@@ -20,6 +25,10 @@ import duckdb
 
 from warehouse import config
 from warehouse.db import connect
+
+# Oldest DuckDB release whose readers must open the published file (the duckdb-cli on PyPI,
+# BI drivers); the build database keeps the running DuckDB's own format.
+PUBLISHED_STORAGE_VERSION = "v1.4.0"
 
 
 def warehouse_path() -> Path:
@@ -51,10 +60,16 @@ def _git_revision() -> str | None:
     return result.stdout.strip() or None
 
 
-def _copy_marts(build_db: Path, target: Path) -> dict[str, int]:
-    """Copy every table of the build's `marts` schema into a new database file."""
-    with duckdb.connect(str(target)) as con:
+def _copy_marts(build_db: Path, target: Path, publication: dict) -> dict[str, int]:
+    """Copy every table of the build's `marts` schema into a new database file, with the
+    `meta.publication` row; returns the row count of each mart."""
+    with duckdb.connect() as con:
+        con.execute(
+            f"attach ? as published (storage_version '{PUBLISHED_STORAGE_VERSION}')",
+            [str(target)],
+        )
         con.execute("attach ? as build (read_only)", [str(build_db)])
+        con.execute("use published")
         marts = [
             name
             for (name,) in con.execute(
@@ -70,8 +85,20 @@ def _copy_marts(build_db: Path, target: Path) -> dict[str, int]:
             con.execute(f'create table marts."{name}" as select * from build.marts."{name}"')
             counts[name] = con.execute(f'select count(*) from marts."{name}"').fetchone()[0]
         _copy_comments(con)
+        con.execute("create schema meta")
+        con.execute(
+            "create table meta.publication as select ?::varchar as run_id, "
+            "?::timestamptz as published_at, ?::varchar as git_revision",
+            [publication["run_id"], publication["published_at"], publication["git_revision"]],
+        )
+        con.execute(
+            "comment on table meta.publication is 'The pipeline run that published this file "
+            "(the same run_id as manifest.json).'"
+        )
+        con.execute("use memory")
         con.execute("detach build")
-        con.execute("checkpoint")
+        con.execute("checkpoint published")
+        con.execute("detach published")
     return counts
 
 
@@ -125,15 +152,18 @@ def publish(run_id: str, validation: dict, build_db: Path | None = None) -> dict
     staged_db = data_dir / f".warehouse.duckdb{suffix}"
     staged_manifest = data_dir / f".manifest.json{suffix}"
     moves: dict[Path, Path] = {}
+    publication = {
+        "run_id": run_id,
+        "published_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "git_revision": _git_revision(),
+    }
     try:
         staged_db.unlink(missing_ok=True)
-        counts = _copy_marts(build_db, staged_db)
+        counts = _copy_marts(build_db, staged_db, publication)
         moves.update(_export_parquet(staged_db, list(counts), exports_dir(), suffix))
         moves[staged_db] = warehouse_path()
         manifest = {
-            "run_id": run_id,
-            "published_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "git_revision": _git_revision(),
+            **publication,
             # Paths relative to the data folder, so a copied folder stays self-consistent.
             "warehouse": warehouse_path().name,
             "exports": {name: f"{exports_dir().name}/{name}.parquet" for name in counts},

@@ -1,0 +1,132 @@
+"""The docker-compose stack's structure (no Docker engine runs here; test_serving.py runs the
+same Airflow services natively): its services, pinned images, mounts and secrets."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+AIRFLOW_SERVICES = {
+    "airflow-init": None,
+    "airflow-api-server": "api-server",
+    "airflow-scheduler": "scheduler",
+    "airflow-dag-processor": "dag-processor",
+    "airflow-triggerer": "triggerer",
+}
+REQUIRED = re.compile(r"^\$\{(?P<name>[A-Z_]+):\?[^}]+\}$")
+# Names of values that are secrets (a *_FILE setting names where one is kept, not the secret).
+SECRET_NAME = re.compile(r"(PASSWORD|SECRET|FERNET|TOKEN|_KEY)(?!.*_FILE$)")
+PINNED = re.compile(r"^[\w./-]+:\d+(\.\d+)+[\w.-]*$")  # name:version, never latest
+
+
+def dockerfile_bases() -> dict[str, str]:
+    """The base image of each service built from a Dockerfile of the project."""
+    bases = {}
+    for name, service in SERVICES.items():
+        if build := service.get("build"):
+            dockerfile = REPO / build["context"] / build.get("dockerfile", "Dockerfile")
+            (line,) = [
+                line for line in dockerfile.read_text().splitlines() if line.startswith("FROM ")
+            ]
+            bases[name] = line.split()[1]
+    return bases
+
+
+def test_stack_has_airflow_postgres_and_a_bi_tool():
+    assert set(SERVICES) == {"postgres", "superset", *AIRFLOW_SERVICES}
+    for name, command in AIRFLOW_SERVICES.items():
+        service = SERVICES[name]
+        env = service["environment"]
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+        assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://")
+        if command:
+            assert service["command"] == ["airflow", command]
+            assert service["depends_on"]["airflow-init"] == {
+                "condition": "service_completed_successfully"
+            }
+    assert SERVICES["airflow-init"]["command"][-1] == "airflow-init"
+
+
+def test_images_are_pinned():
+    images = {name: s["image"] for name, s in SERVICES.items() if "build" not in s}
+    images |= dockerfile_bases()
+    assert set(images) == set(SERVICES)
+    for name, image in images.items():
+        assert PINNED.match(image), f"{name}: image {image} is not pinned to a version"
+    # The Airflow image is the version uv.lock pins.
+    lock = (REPO / "uv.lock").read_text()
+    airflow = re.search(r'name = "apache-airflow"\nversion = "([^"]+)"', lock).group(1)
+    assert dockerfile_bases()["airflow-api-server"].startswith(f"apache/airflow:{airflow}-")
+
+
+def test_project_is_mounted_and_superset_reads_the_warehouse_read_only():
+    for name in AIRFLOW_SERVICES:
+        assert "./:/opt/warehouse" in SERVICES[name]["volumes"]
+    superset_volumes = SERVICES["superset"]["volumes"]
+    assert "./data:/warehouse:ro" in superset_volumes
+    assert all(volume.endswith(":ro") for volume in superset_volumes)
+    database = yaml.safe_load((REPO / "bi/superset/dashboard/databases/warehouse.yaml").read_text())
+    assert database["sqlalchemy_uri"] == (
+        "duckdb:////warehouse/warehouse.duckdb?access_mode=read_only"
+    )
+    assert database["allow_dml"] is False
+
+
+def test_superset_dashboard_bundle_is_complete():
+    folder = REPO / "bi/superset/dashboard"
+    load = lambda path: yaml.safe_load(path.read_text())  # noqa: E731
+    database = load(folder / "databases/warehouse.yaml")
+    datasets = [load(p) for p in (folder / "datasets").rglob("*.yaml")]
+    charts = [load(p) for p in (folder / "charts").glob("*.yaml")]
+    (dashboard,) = [load(p) for p in (folder / "dashboards").glob("*.yaml")]
+    assert {d["table_name"] for d in datasets} == {
+        "fct_revenue_concentration",
+        "fct_revenue_at_risk",
+    }
+    assert all(d["database_uuid"] == database["uuid"] and d["schema"] == "marts" for d in datasets)
+    dataset_uuids = {d["uuid"] for d in datasets}
+    assert all(c["dataset_uuid"] in dataset_uuids for c in charts)
+    placed = {
+        item["meta"]["uuid"]
+        for item in dashboard["position"].values()
+        if isinstance(item, dict) and item.get("type") == "CHART"
+    }
+    assert placed == {c["uuid"] for c in charts}
+
+
+def test_no_literal_secrets_and_every_one_is_required():
+    required = set()
+
+    def check(environment: dict, where: str) -> None:
+        for name, value in environment.items():
+            text = str(value)
+            match = REQUIRED.match(text)
+            if SECRET_NAME.search(name):
+                assert match, f"{where}: {name} must come from .env as ${{VAR:?...}}"
+            if match:
+                required.add(match.group("name"))
+            if "://" in text and "@" in text:  # a connection URL: its password from .env
+                assert re.search(r":\$\{[A-Z_]+:\?[^}]+\}@", text), f"{where}: {name}"
+
+    for name, service in SERVICES.items():
+        check(service.get("environment", {}), name)
+        required.update(re.findall(r"\$\{([A-Z_]+):\?", str(service)))
+    example = dict(
+        line.split("=", 1)
+        for line in (REPO / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert required <= set(example)
+    assert all(example[name] == "" for name in required)  # placeholders, no values
+    assert ".env" in (REPO / ".gitignore").read_text().splitlines()
+
+
+@pytest.mark.parametrize("service", ["airflow-api-server", "superset"])
+def test_ui_ports_listen_on_localhost_only(service):
+    assert all(port.startswith("127.0.0.1:") for port in SERVICES[service]["ports"])

@@ -1,0 +1,184 @@
+"""Serving, end to end: Airflow's own scheduler runs the pipeline on its schedule, publishes and
+triggers the report, while a BI-style reader polls the published warehouse; afterwards the
+marts are read through `warehouse query`, through SQLAlchemy with duckdb-engine (the way
+Superset connects) and the run's state through the authenticated REST API."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from tests.conftest import REPO
+from warehouse import services
+from warehouse.pipeline import DAG_ID, REPORT_DAG_ID
+
+pytestmark = pytest.mark.slow
+
+SUPERSET_DATABASE = REPO / "bi" / "superset" / "dashboard" / "databases" / "warehouse.yaml"
+RUN_TIMEOUT_SECONDS = 600
+
+
+def superset_engine(database: Path) -> sa.Engine:
+    """An engine with Superset's connection settings (its URI's options, a connection per
+    query), pointed at `database` instead of the container's path."""
+    uri = sa.make_url(yaml.safe_load(SUPERSET_DATABASE.read_text())["sqlalchemy_uri"])
+    return sa.create_engine(uri.set(database=str(database)), poolclass=sa.pool.NullPool)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        return probe.getsockname()[1]
+
+
+class BiReader(threading.Thread):
+    """Reads the published warehouse every 300 ms, each time on a new read-only connection,
+    and checks that what one read sees is one publish: its shares sum to 1 and it knows which
+    run published it."""
+
+    CHECK = """
+        select (select run_id from meta.publication) as run_id,
+               (select count(*) from marts.fct_customer_monthly_spend) as customer_months,
+               (select count(*) from marts.fct_revenue_concentration) as concentration,
+               (select count(*) from (
+                    select month, product_line from marts.fct_customer_monthly_spend
+                    group by all having abs(sum(share) - 1) > 1e-9)) as months_not_summing_to_1
+    """
+
+    def __init__(self, database: Path):
+        super().__init__(daemon=True)
+        self.engine = superset_engine(database)
+        self.reads: list[dict] = []
+        self.errors: list[str] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            try:
+                with self.engine.connect() as con:
+                    self.reads.append(dict(con.execute(sa.text(self.CHECK)).one()._mapping))
+            except Exception as error:  # every failure is a finding, whatever its type
+                self.errors.append(f"{type(error).__name__}: {error}")
+            self.done.wait(0.3)
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join(timeout=10)
+
+
+def wait_for_run(client: services.ApiClient, dag_id: str, stack: services.Stack) -> dict:
+    """The DAG's first run, once it has finished (bounded)."""
+    deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        runs = client.dag_runs(dag_id)
+        if runs and runs[-1]["state"] in ("success", "failed"):
+            return runs[-1]
+        time.sleep(3)
+    log = stack.log("scheduler").read_text(errors="replace")[-4000:]
+    pytest.fail(f"{dag_id}: no finished run within {RUN_TIMEOUT_SECONDS} s; scheduler log:\n{log}")
+
+
+def warehouse_query(sql: str, data_dir: Path) -> list[dict]:
+    """`warehouse query --format json`, run as a user runs it."""
+    result = subprocess.run(
+        [sys.executable, "-m", "warehouse.cli", "query", sql, "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "WAREHOUSE_DATA_DIR": str(data_dir)},
+    )
+    return json.loads(result.stdout)
+
+
+def test_scheduler_runs_the_pipeline_publishes_and_every_client_reads(
+    first_run, tmp_path, monkeypatch
+):
+    # Start from a published warehouse, so that readers have one during the whole run.
+    _, landing, published = first_run
+    shutil.copytree(landing, tmp_path / "landing")
+    data_dir = tmp_path / "data"
+    shutil.copytree(published, data_dir, ignore=shutil.ignore_patterns("logs"))
+    home = tmp_path / "airflow"
+    monkeypatch.setenv("WAREHOUSE_LANDING_DIR", str(tmp_path / "landing"))
+    monkeypatch.setenv("WAREHOUSE_DATA_DIR", str(data_dir))
+    monkeypatch.delenv("WAREHOUSE_AIRFLOW_PASSWORD", raising=False)
+    previous = json.loads((data_dir / "manifest.json").read_text())
+
+    reader = BiReader(data_dir / "warehouse.duckdb")
+    reader.start()
+    started = time.monotonic()
+    stack = services.start(home, port=free_port())
+    try:
+        password = services.ensure_password(home)  # generated on this first start
+        client = services.ApiClient(stack.url, services.USERNAME, password)
+        services.unpause(client, [DAG_ID, REPORT_DAG_ID])
+        run = wait_for_run(client, DAG_ID, stack)
+        report_run = wait_for_run(client, REPORT_DAG_ID, stack)
+        elapsed = time.monotonic() - started
+        anonymous = urllib.request.Request(f"{stack.url}/api/v2/dags/{DAG_ID}/dagRuns")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(anonymous, timeout=10)
+        with pytest.raises(services.ServiceError, match="HTTP 401"):
+            services.ApiClient(stack.url, services.USERNAME, password + "x")
+    finally:
+        reader.stop()
+        stopped = services.stop(home)
+    print(f"scheduler start to report done: {elapsed:.0f} s; BI reads: {len(reader.reads)}")
+
+    # The scheduler made and ran the runs: the pipeline's on its schedule, the report's on
+    # the published Asset's event.
+    assert run["run_type"] == "scheduled" and run["state"] == "success", run
+    assert report_run["run_type"] == "asset_triggered" and report_run["state"] == "success"
+    assert refused.value.code == 401
+    assert set(stopped) == set(services.SERVICES)
+    assert all(not services._pid_alive(pid) for pid in stack.pids.values())
+    assert services.running(home) == {}
+    assert oct((home / services.PASSWORD_FILE).stat().st_mode & 0o777) == "0o600"
+
+    # What the run published, as each client sees it.
+    manifest = json.loads((data_dir / "manifest.json").read_text())
+    assert manifest["run_id"] == run["dag_run_id"]
+    headline = warehouse_query(
+        "select top_customer_name, top1_share from marts.fct_revenue_concentration "
+        "where month = '2024-03-01' and product_line = 'azure_openai' and level = 'customer'",
+        data_dir,
+    )
+    assert headline[0]["top_customer_name"] == "TikTok"
+    assert headline[0]["top1_share"] == pytest.approx(0.2465, abs=0.0005)
+    engine = superset_engine(data_dir / "warehouse.duckdb")
+    with engine.connect() as con:
+        counts = {
+            name: con.execute(sa.text(f'select count(*) from marts."{name}"')).scalar_one()
+            for name in manifest["row_counts"]
+        }
+        publication = con.execute(sa.text("select run_id from meta.publication")).scalar_one()
+        with pytest.raises(sa.exc.DBAPIError, match="read-only"):
+            con.execute(sa.text("delete from marts.dim_customers"))
+    assert counts == manifest["row_counts"]
+    assert publication == run["dag_run_id"]
+    assert run["dag_run_id"] in (data_dir / "report" / "index.html").read_text()
+
+    # The BI reader, throughout: no error, and every read one whole publish.
+    assert reader.errors == []
+    assert len(reader.reads) >= 20
+    seen = {read["run_id"] for read in reader.reads}
+    assert seen <= {previous["run_id"], manifest["run_id"]}
+    assert manifest["run_id"] in seen  # it saw the new publish land
+    for read in reader.reads:
+        expected = (previous if read["run_id"] == previous["run_id"] else manifest)["row_counts"]
+        assert read["customer_months"] == expected["fct_customer_monthly_spend"]
+        assert read["concentration"] == expected["fct_revenue_concentration"]
+        assert read["months_not_summing_to_1"] == 0

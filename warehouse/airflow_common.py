@@ -1,0 +1,27 @@
+"""What the DAGs share: the published Asset that links them, and their common settings.
+
+The published warehouse's identity is a name, not a path, so the same Asset links the DAGs
+whatever the data folder; each event carries the published run's id, paths and row counts.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Asset
+
+from warehouse import config
+
+PUBLISHED_WAREHOUSE = Asset(name="ai_revenue_warehouse_published")
+
+
+def dag_settings() -> dict:
+    """Start date, one run at a time, no catch-up, and retries for the DAGs' `@dag(...)`."""
+    return {
+        "start_date": pendulum.datetime(2024, 1, 1, tz="UTC"),
+        "catchup": False,
+        "max_active_runs": 1,
+        "default_args": {
+            "retries": 2,
+            "retry_delay": pendulum.duration(seconds=config.retry_delay_seconds()),
+        },
+    }
