@@ -23,7 +23,7 @@ export UV_PYTHON_DOWNLOADS := never
 # Debian packages come through apt, with sudo unless we are root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup test-packages run up down test lint format docs seeds clean
+.PHONY: help setup test-packages run up down test lint format docs seeds bench clean
 
 help:
 	@echo "make run    set everything up and run the pipeline DAG once (Airflow, DuckDB)"
@@ -33,6 +33,7 @@ help:
 	@echo "make lint   ruff (lint + format check) and sqlfluff on the dbt models"
 	@echo "make docs   dbt docs as one offline HTML file in data/docs/ (after make run)"
 	@echo "make seeds  regenerate the synthetic landing files in seeds/"
+	@echo "make bench  benchmarks at 1M and 10M usage rows (SCALE=100M for 100M too)"
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -75,5 +76,11 @@ format: setup
 seeds: setup
 	$(BIN)/warehouse generate --out seeds
 
+# The pipeline against the floor and its peers; results in benchmarks/results/ and README.md.
+comma := ,
+SCALES := 1M,10M$(if $(filter-out 1M 10M,$(SCALE)),$(comma)$(SCALE))
+bench: setup
+	$(BIN)/python -m benchmarks.harness --scales $(SCALES)
+
 clean: down
-	rm -rf data .airflow
+	rm -rf data .airflow benchmarks/work

@@ -62,15 +62,6 @@ def data_dir(tmp_path, monkeypatch) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session", autouse=True)
-def dbt_manifest() -> Path:
-    """dbt's manifest, from which Cosmos renders the DAG's dbt tasks: built once, as
-    `warehouse run` does, before any test parses the DAG (a clean clone has none)."""
-    from warehouse.dbt_project import ensure_manifest
-
-    return ensure_manifest()
-
-
 @pytest.fixture(scope="session")
 def airflow_home() -> Path:
     """A migrated Airflow metadata DB with the writer pool, shared by the session's DAG runs."""

@@ -80,17 +80,15 @@ def test_dag_declares_schedule_retries_and_one_writer():
     assert {"ingest.customers", "ingest.earnings", "ingest.usage"} <= task_ids
     assert {"validate", "publish", "summarize"} <= task_ids
     assert dag.get_task("publish").upstream_task_ids == {"validate"}
-    # Validation waits for every dbt task: nothing unbuilt or untested is audited.
-    before_validate = dag.get_task("validate").get_flat_relative_ids(upstream=True)
-    assert {t for t in task_ids if t.startswith("transform.")} <= before_validate
+    # One dbt build over the whole project, between ingestion and the audit.
+    transform = dag.get_task("transform")
+    assert type(transform).__name__ == "DbtBuildLocalOperator"
+    assert transform.base_cmd == ["build"]
+    assert not transform.select and not transform.exclude  # every model and test
+    assert transform.upstream_task_ids == {"ingest.earnings", "ingest.usage"}
+    assert dag.get_task("validate").upstream_task_ids == {"transform"}
     (asset,) = dag.get_task("publish").outlets
     assert asset.name == "ai_revenue_warehouse_published"
-    # Cosmos renders one `dbt build` task per model (its tests run with it).
-    for model in ("stg_raw__usage", "int_usage_months_aggregated", "fct_revenue_concentration"):
-        assert f"transform.{model}_model_build" in task_ids
-    assert dag.get_task("transform.fct_revenue_concentration_model_build").upstream_task_ids == {
-        "transform.int_spenders_ranked_model_build"
-    }
     for t in dag.tasks:
         assert t.pool == WRITER_POOL
         assert t.retries == 2

@@ -12,7 +12,7 @@ import duckdb
 import pytest
 
 from tests.conftest import CONTRACT_MARTS, DOCUMENTED_EXTRA_MARTS, SEEDS
-from warehouse.dbt_project import dbt_command, ensure_manifest
+from warehouse.dbt_project import dbt_command
 from warehouse.ingest import ingest_source
 from warehouse.sources import SOURCES
 
@@ -52,7 +52,6 @@ def marts(data_dir: Path) -> dict[str, list[tuple]]:
 def built(tmp_path_factory) -> Path:
     """The seeds ingested and built once by `dbt build`, shared by the read-only tests here."""
     data_dir = tmp_path_factory.mktemp("built")
-    ensure_manifest()
     ingest_all(SEEDS, data_dir, "seed-run")
     result = dbt(data_dir, "build")
     assert "ERROR=0" in result.stdout

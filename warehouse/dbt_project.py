@@ -1,9 +1,4 @@
-"""Where the dbt project lives, and keeping its manifest current.
-
-Cosmos renders the dbt task group from `target/manifest.json` when it exists, so a
-DAG parse reads one JSON file instead of running dbt. The manifest is rebuilt with `dbt parse`
-whenever a file of the project is newer than it.
-"""
+"""Where the dbt project lives, and running dbt on it with the pipeline's environment."""
 
 from __future__ import annotations
 
@@ -16,11 +11,9 @@ from pathlib import Path
 from warehouse import config
 
 PROJECT_DIR = config.REPO_ROOT / "dbt_project"
-MANIFEST = PROJECT_DIR / "target" / "manifest.json"
 PROFILES_YML = PROJECT_DIR / "profiles.yml"
 PROFILE_NAME = "ai_revenue"
 TARGET_NAME = "build"
-_SOURCES = ("dbt_project.yml", "profiles.yml", "models", "macros", "tests")
 # The dbt installed beside the running Python (the project's virtual environment), unless
 # WAREHOUSE_DBT_EXECUTABLE names another (the container image installs it elsewhere).
 DBT_EXECUTABLE = Path(
@@ -36,15 +29,6 @@ def dbt_env() -> dict[str, str]:
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         "DO_NOT_TRACK": "1",
     }
-
-
-def _newest_source_mtime() -> float:
-    newest = 0.0
-    for name in _SOURCES:
-        path = PROJECT_DIR / name
-        files = [path] if path.is_file() else path.rglob("*")
-        newest = max([newest, *(f.stat().st_mtime for f in files if f.is_file())])
-    return newest
 
 
 def dbt_command(*args: str) -> list[str]:
@@ -71,13 +55,6 @@ def run_dbt(*args: str) -> None:
         raise RuntimeError(
             f"dbt {' '.join(args)} failed:\n{result.stdout[-4000:]}{result.stderr[-2000:]}"
         )
-
-
-def ensure_manifest() -> Path:
-    """Run `dbt parse` when the manifest is missing or older than the project's files."""
-    if not MANIFEST.exists() or MANIFEST.stat().st_mtime < _newest_source_mtime():
-        run_dbt("parse")
-    return MANIFEST
 
 
 def generate_docs() -> Path:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from warehouse import config, dbt_project
+from warehouse import config
 
 DAG_ID = "ai_revenue_warehouse"
 REPORT_DAG_ID = "ai_revenue_report"
@@ -119,7 +119,6 @@ def run_once(log_file: Path | None = None, dag_id: str = DAG_ID) -> PipelineRun:
     """Run the DAG once with `dag.test()`; the returned run says how it ended."""
     log_file = log_file or config.data_dir() / "logs" / f"run_{datetime.now(UTC):%Y%m%dT%H%M%S}.log"
     prepare_airflow_home()
-    dbt_project.ensure_manifest()
     with _output_to(log_file):
         dag = load_dag(dag_id)
         dag_run = dag.test()

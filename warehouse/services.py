@@ -25,7 +25,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from warehouse import config, dbt_project
+from warehouse import config
 from warehouse.pipeline import QUIET_ENVIRONMENT, prepare_airflow_home
 
 SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -134,7 +134,6 @@ def start(
         raise ServiceError(f"already running from {home}: {', '.join(alive)}; `make down` first")
     env = service_environment(home, port)
     prepare_airflow_home(env)
-    dbt_project.ensure_manifest()
     ensure_password(home)
     state = _state_dir(home)
     state.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,24 @@
+"""Run the floor (floor.sql) into `<data folder>/floor.duckdb` in one process, with the same
+DuckDB settings as the pipeline (memory limit, spill folder)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from warehouse import config
+from warehouse.db import connect
+
+FLOOR_SQL = Path(__file__).with_name("floor.sql")
+
+
+def run_floor(data: Path, landing: Path) -> Path:
+    database = data / "floor.duckdb"
+    with connect(database) as con:
+        con.execute("set variable landing = ?", [str(landing)])
+        con.execute(FLOOR_SQL.read_text())
+    return database
+
+
+if __name__ == "__main__":
+    print(run_floor(Path(sys.argv[1]), config.landing_dir()))

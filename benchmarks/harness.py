@@ -1,0 +1,433 @@
+"""`make bench`: what the pipeline costs at scale, against the floor and the usual alternatives.
+
+Every measurement is a whole process, timed from outside (wall clock) with its peak memory:
+the largest total resident memory of the process and all its children, sampled every 20 ms.
+On generated landing folders (`warehouse generate --rows N`), per scale:
+
+- pipeline stages, each its own process on a fresh data folder: ingest (`warehouse ingest`),
+  dbt build, validation (GX) and publish;
+- the whole pipeline DAG run (`warehouse run --no-report`: Airflow's dag.test(), Cosmos, dbt,
+  GX, publish) on a fresh data folder;
+- the floor: `benchmarks/floor.sql`, the contract marts straight from the files in one DuckDB
+  process, checked to give the same marts as the pipeline;
+- peers loading the same usage files: `dbt seed` and pandas `read_csv` + DuckDB insert;
+- incremental: the DAG on the history without its last month, then again with that month
+  added, against the whole DAG run on all of it.
+
+Results go to `benchmarks/results/<scale>.json`, a table is printed, and the results section of
+`benchmarks/README.md` is rewritten from every results file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import psutil
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH_DIR = REPO / "benchmarks"
+FLOOR_SQL = BENCH_DIR / "floor.sql"
+SCALES = {"seeds": None, "1M": 1_000_000, "10M": 10_000_000, "100M": 100_000_000}
+CONTRACT_MARTS = (
+    "dim_customers",
+    "fct_customer_monthly_spend",
+    "fct_segment_monthly_spend",
+    "fct_revenue_concentration",
+    "fct_quarterly_earnings",
+)
+PYTHON = sys.executable
+WAREHOUSE = [PYTHON, "-m", "warehouse.cli"]
+
+
+@dataclass
+class Sample:
+    seconds: float
+    peak_mib: float
+
+
+def measure(command: list[str], env: dict[str, str], log: Path) -> Sample:
+    """Run `command`; its wall time and the peak total RSS of its process tree."""
+    started = time.perf_counter()
+    with log.open("ab") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        parent = psutil.Process(process.pid)
+        while not done.is_set():
+            try:
+                tree = [parent, *parent.children(recursive=True)]
+                total = 0
+                for member in tree:
+                    with contextlib.suppress(psutil.Error):  # a child that just ended
+                        total += member.memory_info().rss
+                peak = max(peak, total)
+            except psutil.Error:
+                return
+            done.wait(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    returncode = process.wait()
+    seconds = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    if returncode != 0:
+        tail = log.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"{' '.join(command[:4])} … failed ({returncode}); {log}:\n{tail}")
+    return Sample(round(seconds, 3), round(peak / 2**20, 1))
+
+
+@dataclass
+class Result:
+    name: str
+    samples: list[Sample]
+    rows: int | None = None
+
+    @property
+    def seconds(self) -> float:
+        return statistics.median(s.seconds for s in self.samples)
+
+    @property
+    def peak_mib(self) -> float:
+        return max(s.peak_mib for s in self.samples)
+
+    def to_dict(self) -> dict:
+        return {
+            "median_seconds": round(self.seconds, 3),
+            "peak_mib": self.peak_mib,
+            "rows": self.rows,
+            "runs": [asdict(s) for s in self.samples],
+        }
+
+
+class Bench:
+    """One scale's measurements, in a work folder of its own."""
+
+    def __init__(self, scale: str, work: Path, repeats: int):
+        self.scale, self.rows, self.repeats = scale, SCALES[scale], repeats
+        self.work = work / scale
+        self.landing = self.work / "landing"
+        self.log = self.work / "bench.log"
+        self.results: dict[str, Result] = {}
+        self.env = {
+            **os.environ,
+            "AIRFLOW_HOME": str(work / "airflow"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "WAREHOUSE_LANDING_DIR": str(self.landing),
+            "WAREHOUSE_RETRY_DELAY_SECONDS": "1",
+        }
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def data_dir(self, name: str) -> Path:
+        """A fresh, empty data folder."""
+        folder = self.work / "data" / name
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        return folder
+
+    def run(self, command: list[str], data: Path, landing: Path | None = None) -> Sample:
+        env = {**self.env, "WAREHOUSE_DATA_DIR": str(data)}
+        if landing:
+            env["WAREHOUSE_LANDING_DIR"] = str(landing)
+        return measure(command, env, self.log)
+
+    def record(self, name: str, samples: list[Sample], rows: int | None = None) -> Result:
+        result = Result(name, samples, rows)
+        self.results[name] = result
+        print(f"  {name:<24} {result.seconds:9.2f} s  {result.peak_mib:8.0f} MiB", flush=True)
+        return result
+
+    def usage_rows(self) -> int:
+        with duckdb.connect() as con:
+            return con.execute(
+                "select count(*) from read_csv(?, header = true)",
+                [str(self.landing / "spend" / "*.csv")],
+            ).fetchone()[0]
+
+    # -- the landing folder ----------------------------------------------------------------
+
+    def prepare(self) -> None:
+        self.work.mkdir(parents=True, exist_ok=True)
+        marker = self.landing / ".complete"
+        if not marker.exists():
+            shutil.rmtree(self.landing, ignore_errors=True)
+            if self.rows is None:
+                shutil.copytree(REPO / "seeds", self.landing, ignore=shutil.ignore_patterns("*.md"))
+            else:
+                subprocess.run(
+                    [*WAREHOUSE, "generate", "--rows", str(self.rows), "--out", str(self.landing)],
+                    check=True,
+                    env=self.env,
+                )
+            marker.touch()
+        self.rows = self.usage_rows()
+        size = sum(f.stat().st_size for f in (self.landing / "spend").iterdir())
+        print(f"{self.scale}: {self.rows:,} usage rows, {size / 2**20:,.0f} MiB of CSV", flush=True)
+
+    # -- what is measured ------------------------------------------------------------------
+
+    def stages(self) -> Path:
+        """Ingest, dbt build, validate and publish, each a process, on a fresh data folder."""
+        runs: dict[str, list[Sample]] = {}
+        for _ in range(self.repeats):
+            data = self.data_dir("stages")
+            for name, command in STAGES.items():
+                runs.setdefault(name, []).append(self.run(command, data))
+        for name, samples in runs.items():
+            self.record(f"stage: {name}", samples, self.rows)
+        return data
+
+    def dag(self) -> Path:
+        samples = []
+        for _ in range(self.repeats):
+            data = self.data_dir("dag")
+            samples.append(self.run([*WAREHOUSE, "run", "--no-report"], data))
+        self.record("pipeline DAG run", samples, self.rows)
+        return data
+
+    def floor(self) -> Path:
+        samples = []
+        for _ in range(self.repeats):
+            data = self.data_dir("floor")
+            samples.append(self.run([PYTHON, "-m", "benchmarks.floor", str(data)], data))
+        self.record("floor (one DuckDB script)", samples, self.rows)
+        return data
+
+    def peers(self) -> None:
+        samples = []
+        for _ in range(self.repeats):
+            data = self.data_dir("pandas")
+            samples.append(self.run([PYTHON, "-m", "benchmarks.peers", "pandas", str(data)], data))
+        self.record("peer: pandas + insert", samples, self.rows)
+        # dbt seed once: at 1M rows it takes minutes.
+        data = self.data_dir("dbt_seed")
+        sample = self.run([PYTHON, "-m", "benchmarks.peers", "dbt-seed", str(data)], data)
+        self.record("peer: dbt seed", [sample], self.rows)
+
+    def incremental(self) -> None:
+        """The DAG on all months but the last, then the last month added and the DAG rerun."""
+        spend = sorted((self.landing / "spend").glob("*.csv"))
+        history = self.work / "landing_history"
+        shutil.rmtree(history, ignore_errors=True)
+        shutil.copytree(self.landing, history, ignore=shutil.ignore_patterns(spend[-1].name))
+        data = self.data_dir("incremental")
+        self.run([*WAREHOUSE, "run", "--no-report"], data, history)
+        shutil.copy2(spend[-1], history / "spend" / spend[-1].name)
+        sample = self.run([*WAREHOUSE, "run", "--no-report"], data, history)
+        self.record("DAG rerun, one month added", [sample])
+
+    def parse_time(self) -> None:
+        samples = []
+        for _ in range(max(self.repeats, 3)):
+            result = subprocess.run(
+                [PYTHON, "-m", "benchmarks.parse_time"],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            samples.append(Sample(json.loads(result.stdout.splitlines()[-1])["seconds"], 0.0))
+        self.record("DAG parse", samples)
+
+    # -- checks and results ----------------------------------------------------------------
+
+    def check_same_marts(self, floor_db: Path, published: Path) -> dict:
+        """The floor and the pipeline agree: row counts and the latest month's headline."""
+        headline = """
+            select level, top_customer_name, round(top1_share, 9), round(hhi, 6)
+            from {}fct_revenue_concentration
+            where product_line = 'azure_openai'
+              and month = (select max(month) from {}fct_revenue_concentration)
+            order by level"""
+        with duckdb.connect(str(floor_db), read_only=True) as floor:
+            floor_counts = {
+                m: floor.execute(f"select count(*) from {m}").fetchone()[0] for m in CONTRACT_MARTS
+            }
+            floor_headline = floor.execute(headline.format("", "")).fetchall()
+        with duckdb.connect(str(published), read_only=True) as pipeline:
+            counts = {
+                m: pipeline.execute(f"select count(*) from marts.{m}").fetchone()[0]
+                for m in CONTRACT_MARTS
+            }
+            pipeline_headline = pipeline.execute(headline.format("marts.", "marts.")).fetchall()
+        if counts != floor_counts or pipeline_headline != floor_headline:
+            raise AssertionError(
+                f"floor and pipeline differ: {floor_counts} {floor_headline} vs "
+                f"{counts} {pipeline_headline}"
+            )
+        return {"row_counts": counts, "headline": [list(row) for row in pipeline_headline]}
+
+    def ratios(self) -> dict[str, float]:
+        r = {name: result.seconds for name, result in self.results.items()}
+        ratios = {}
+        if "pipeline DAG run" in r:
+            ratios["pipeline DAG run / floor"] = (
+                r["pipeline DAG run"] / r["floor (one DuckDB script)"]
+            )
+            stages = sum(v for k, v in r.items() if k.startswith("stage: "))
+            ratios["pipeline stages / floor"] = stages / r["floor (one DuckDB script)"]
+        for peer in ("peer: dbt seed", "peer: pandas + insert"):
+            if peer in r:
+                ratios[f"{peer} / our ingest"] = r[peer] / r["stage: ingest"]
+        if "DAG rerun, one month added" in r:
+            ratios["one month added / full DAG run"] = (
+                r["DAG rerun, one month added"] / r["pipeline DAG run"]
+            )
+        return {k: round(v, 3) for k, v in ratios.items()}
+
+
+def _stage_commands() -> dict[str, list[str]]:
+    code = "import sys; from benchmarks import stages; stages.{}()"
+    return {
+        "ingest": [*WAREHOUSE, "ingest"],
+        "dbt build": [PYTHON, "-c", code.format("dbt_build")],
+        "validate": [PYTHON, "-c", code.format("validate")],
+        "publish": [PYTHON, "-c", code.format("publish")],
+    }
+
+
+STAGES = _stage_commands()
+
+
+def machine() -> dict:
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "duckdb": duckdb.__version__,
+    }
+
+
+def run_scale(scale: str, work: Path, results_dir: Path, repeats: int, peers: bool) -> dict:
+    bench = Bench(scale, work, repeats)
+    bench.prepare()
+    stage_data = bench.stages()
+    dag_data = bench.dag()
+    floor_data = bench.floor()
+    agreement = bench.check_same_marts(floor_data / "floor.duckdb", dag_data / "warehouse.duckdb")
+    bench.check_same_marts(floor_data / "floor.duckdb", stage_data / "warehouse.duckdb")
+    if peers:
+        bench.peers()
+    bench.incremental()
+    bench.parse_time()
+    report = {
+        "scale": scale,
+        "usage_rows": bench.rows,
+        "repeats": repeats,
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "results": {name: r.to_dict() for name, r in bench.results.items()},
+        "ratios": bench.ratios(),
+        "floor_equals_pipeline": agreement,
+    }
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / f"{scale}.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def table(reports: list[dict]) -> str:
+    """Markdown: one column per scale, one row per measurement, then the ratios."""
+    names = list(dict.fromkeys(n for r in reports for n in r["results"]))
+    head = "| measurement | " + " | ".join(
+        f"{r['scale']} ({r['usage_rows']:,} rows)" for r in reports
+    )
+    lines = [head + " |", "| --- |" + " ---: |" * len(reports)]
+    for name in names:
+        cells = []
+        for report in reports:
+            result = report["results"].get(name)
+            if result is None:
+                cells.append("")
+            elif result["peak_mib"]:
+                cells.append(f"{result['median_seconds']:.2f} s, {result['peak_mib']:,.0f} MiB")
+            else:
+                cells.append(f"{result['median_seconds']:.3f} s")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    ratio_names = list(dict.fromkeys(n for r in reports for n in r["ratios"]))
+    for name in ratio_names:
+        cells = [f"{r['ratios'][name]:.2f}x" if name in r["ratios"] else "" for r in reports]
+        lines.append(f"| **{name}** | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def update_readme(results_dir: Path) -> None:
+    """Rewrite the results section of benchmarks/README.md from every results file."""
+    readme = BENCH_DIR / "README.md"
+    order = list(SCALES)
+    reports = sorted(
+        (json.loads(p.read_text()) for p in results_dir.glob("*.json")),
+        key=lambda r: order.index(r["scale"]),
+    )
+    if not reports or not readme.exists():
+        return
+    m = reports[-1]["machine"]
+    dates = ", ".join(f"{r['scale']} on {r['measured_at'][:10]}" for r in reports)
+    repeats = ", ".join(f"{r['scale']}: {r['repeats']}" for r in reports)
+    block = (
+        f"Measured ({dates}) on {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, "
+        f"{m['os']}, Python {m['python']}, DuckDB {m['duckdb']}. Medians of each measurement's "
+        f"runs ({repeats}); memory is the peak total RSS of the process tree.\n\n" + table(reports)
+    )
+    text = readme.read_text()
+    start, end = "<!-- results:start -->", "<!-- results:end -->"
+    before, rest = text.split(start, 1)
+    after = rest.split(end, 1)[1]
+    readme.write_text(f"{before}{start}\n{block}\n{end}{after}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="benchmarks.harness", description=__doc__)
+    parser.add_argument("--scales", default="1M,10M", help="comma-separated: seeds, 1M, 10M, 100M")
+    parser.add_argument("--repeats", type=int, help="runs per measurement (default 3 at 1M)")
+    parser.add_argument("--work", type=Path, default=BENCH_DIR / "work")
+    parser.add_argument("--results", type=Path, default=BENCH_DIR / "results")
+    parser.add_argument("--no-readme", action="store_true", help="leave benchmarks/README.md")
+    args = parser.parse_args(argv)
+    scales = [s.strip() for s in args.scales.split(",") if s.strip()]
+    if unknown := set(scales) - set(SCALES):
+        parser.error(f"unknown scales {sorted(unknown)}; choose from {list(SCALES)}")
+    prepare = subprocess.run(
+        [*WAREHOUSE, "airflow-init"],
+        env={**os.environ, "AIRFLOW_HOME": str(args.work / "airflow")},
+        capture_output=True,
+        text=True,
+    )
+    if prepare.returncode != 0:
+        print(prepare.stdout + prepare.stderr, file=sys.stderr)
+        return 1
+    reports = []
+    for scale in scales:
+        repeats = args.repeats or (3 if scale in ("seeds", "1M") else 1)
+        # dbt seed is too slow beyond 1M rows to be worth running.
+        peers = SCALES[scale] is None or SCALES[scale] <= 1_000_000
+        reports.append(run_scale(scale, args.work, args.results, repeats, peers))
+    print()
+    print(table(reports))
+    if not args.no_readme:
+        update_readme(args.results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""What a user would otherwise do to load the usage files, for comparison with our ingest:
+
+- `dbt seed`: the files as seeds of a throwaway dbt project on a DuckDB file;
+- pandas: the common tutorial pattern, `pandas.read_csv` per file, then an insert into DuckDB.
+
+Each checks that every row arrived.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+
+from warehouse import config, dbt_project
+
+
+def _usage_files() -> list[Path]:
+    return sorted((config.landing_dir() / "spend").glob("*.csv"))
+
+
+def _expected_rows() -> int:
+    with duckdb.connect() as con:
+        pattern = str(config.landing_dir() / "spend" / "*.csv")
+        return con.execute("select count(*) from read_csv(?)", [pattern]).fetchone()[0]
+
+
+def pandas_insert(data: Path) -> int:
+    import pandas as pd
+
+    with duckdb.connect(str(data / "pandas.duckdb")) as con:
+        for path in _usage_files():
+            frame = pd.read_csv(path)  # noqa: F841 (read by DuckDB by name)
+            con.execute("create table if not exists usage as select * from frame limit 0")
+            con.execute("insert into usage select * from frame")
+        return con.execute("select count(*) from usage").fetchone()[0]
+
+
+def dbt_seed(data: Path) -> int:
+    project = data / "seed_project"
+    (project / "seeds").mkdir(parents=True)
+    for path in _usage_files():
+        shutil.copy2(path, project / "seeds" / path.name)
+    # The types a user must give dbt: its inference takes tokens for a 32-bit INTEGER.
+    (project / "dbt_project.yml").write_text(
+        'name: seed_peer\nversion: "1.0"\nprofile: seed_peer\nseed-paths: ["seeds"]\n'
+        "seeds:\n  seed_peer:\n    +column_types:\n"
+        "      tokens: bigint\n      amount_usd: decimal(18,4)\n"
+    )
+    (project / "profiles.yml").write_text(
+        "seed_peer:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n"
+        f"      path: {data / 'seed.duckdb'}\n      threads: 2\n"
+    )
+    subprocess.run(
+        [
+            str(dbt_project.DBT_EXECUTABLE),
+            "seed",
+            "--project-dir",
+            str(project),
+            "--profiles-dir",
+            str(project),
+        ],
+        check=True,
+        env={**os.environ, **dbt_project.dbt_env()},
+        cwd=project,
+    )
+    with duckdb.connect(str(data / "seed.duckdb"), read_only=True) as con:
+        tables = con.execute("select table_name from duckdb_tables()").fetchall()
+        return sum(con.execute(f'select count(*) from "{t}"').fetchone()[0] for (t,) in tables)
+
+
+PEERS = {"pandas": pandas_insert, "dbt-seed": dbt_seed}
+
+if __name__ == "__main__":
+    loaded = PEERS[sys.argv[1]](Path(sys.argv[2]))
+    if loaded != _expected_rows():
+        raise SystemExit(f"{sys.argv[1]} loaded {loaded} rows, expected {_expected_rows()}")
+    print(f"{sys.argv[1]}: {loaded} rows")
