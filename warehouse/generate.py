@@ -306,14 +306,24 @@ def count_usage_rows(plan: Plan) -> int:
 
 
 def _tail_for_rows(rows: int, seed: int) -> tuple[int, int]:
-    """A tail large enough for `rows` usage rows (rows grow linearly with the tail), and the
-    number of rows it makes."""
+    """The smallest tail that makes at least `rows` usage rows (rows grow with the tail), and
+    the number of rows it makes. Being the smallest, thinning it to `rows` drops less than one
+    tail customer's rows, so every customer's spend stays as calibrated."""
     base = count_usage_rows(Plan(0, seed))
+    if base >= rows:
+        return 0, base
     per_customer = (count_usage_rows(Plan(DEFAULT_TAIL, seed)) - base) / DEFAULT_TAIL
-    tail = max(0, math.ceil((rows - base) / per_customer * 1.02))
-    while (available := count_usage_rows(Plan(tail, seed))) < rows:
-        tail = math.ceil(tail * 1.1) + 1
-    return tail, available
+    low, high = 0, max(1, math.ceil((rows - base) / per_customer))
+    while (available := count_usage_rows(Plan(high, seed))) < rows:
+        low, high = high, math.ceil(high * 1.1) + 1
+    # Bisect: low always makes too few rows, high enough.
+    while high - low > 1:
+        middle = (low + high) // 2
+        if (made := count_usage_rows(Plan(middle, seed))) >= rows:
+            high, available = middle, made
+        else:
+            low = middle
+    return high, available
 
 
 def write_landing(
