@@ -30,10 +30,16 @@ def published_files(data_dir: Path) -> dict[str, str]:
 
 
 def add_tiktok_double(landing: Path) -> None:
-    """A second March 2024 file repeating TikTok's rows: TikTok's spend doubles."""
-    march = (landing / "spend" / "usage_2024_03.csv").read_text().splitlines()
-    extra = [march[0]] + [line for line in march[1:] if ",cus_tiktok," in line]
-    (landing / "spend" / "usage_2024_03_tiktok_extra.csv").write_text("\n".join(extra) + "\n")
+    """March 2024 restated with TikTok's spend doubled."""
+    march = landing / "spend" / "usage_2024_03.csv"
+    lines = march.read_text().splitlines()
+    doubled = [lines[0]]
+    for line in lines[1:]:
+        *fields, tokens, amount = line.split(",")
+        if fields[1] == "cus_tiktok":
+            tokens, amount = str(int(tokens) * 2), f"{float(amount) * 2:.2f}"
+        doubled.append(",".join([*fields, tokens, amount]))
+    march.write_text("\n".join(doubled) + "\n")
 
 
 def test_published_file_holds_exactly_the_marts(first_run):

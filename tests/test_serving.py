@@ -15,6 +15,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ import sqlalchemy as sa
 import yaml
 
 from tests.conftest import REPO
-from warehouse import services
+from warehouse import processes, services
 from warehouse.pipeline import DAG_ID, REPORT_DAG_ID
 
 pytestmark = pytest.mark.slow
@@ -79,16 +80,18 @@ class BiReader(threading.Thread):
         self.join(timeout=10)
 
 
-def wait_for_run(client: services.ApiClient, dag_id: str, stack: services.Stack) -> dict:
-    """The DAG's first run, once it has finished (bounded)."""
+def wait_for_runs(
+    client: services.ApiClient, dag_id: str, count: int, stack: services.Stack
+) -> list[dict]:
+    """The DAG's first `count` runs, oldest first, once all have finished (bounded)."""
     deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
-        runs = client.dag_runs(dag_id)
-        if runs and runs[-1]["state"] in ("success", "failed"):
-            return runs[-1]
+        runs = sorted(client.dag_runs(dag_id), key=lambda run: run["run_after"])
+        if len(runs) >= count and all(r["state"] in ("success", "failed") for r in runs):
+            return runs[:count]
         time.sleep(3)
     log = stack.log("scheduler").read_text(errors="replace")[-4000:]
-    pytest.fail(f"{dag_id}: no finished run within {RUN_TIMEOUT_SECONDS} s; scheduler log:\n{log}")
+    pytest.fail(f"{dag_id}: {count} runs not finished in {RUN_TIMEOUT_SECONDS} s; log:\n{log}")
 
 
 def warehouse_query(sql: str, data_dir: Path) -> list[dict]:
@@ -125,8 +128,12 @@ def test_scheduler_runs_the_pipeline_publishes_and_every_client_reads(
         password = services.ensure_password(home)  # generated on this first start
         client = services.ApiClient(stack.url, services.USERNAME, password)
         services.unpause(client, [DAG_ID, REPORT_DAG_ID])
-        run = wait_for_run(client, DAG_ID, stack)
-        report_run = wait_for_run(client, REPORT_DAG_ID, stack)
+        # A second, manual trigger while the scheduled run is active: it must wait its turn.
+        while not client.dag_runs(DAG_ID):
+            time.sleep(1)
+        client.post(f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None})
+        run, manual = wait_for_runs(client, DAG_ID, 2, stack)
+        reports = wait_for_runs(client, REPORT_DAG_ID, 2, stack)
         elapsed = time.monotonic() - started
         anonymous = urllib.request.Request(f"{stack.url}/api/v2/dags/{DAG_ID}/dagRuns")
         with pytest.raises(urllib.error.HTTPError) as refused:
@@ -138,19 +145,21 @@ def test_scheduler_runs_the_pipeline_publishes_and_every_client_reads(
         stopped = services.stop(home)
     print(f"scheduler start to report done: {elapsed:.0f} s; BI reads: {len(reader.reads)}")
 
-    # The scheduler made and ran the runs: the pipeline's on its schedule, the report's on
-    # the published Asset's event.
+    # The scheduler made and ran the runs: the pipeline's on its schedule, then the manual one
+    # after it (never both at once), and the report's on each published Asset event.
     assert run["run_type"] == "scheduled" and run["state"] == "success", run
-    assert report_run["run_type"] == "asset_triggered" and report_run["state"] == "success"
+    assert manual["run_type"] == "manual" and manual["state"] == "success", manual
+    assert datetime.fromisoformat(manual["start_date"]) >= datetime.fromisoformat(run["end_date"])
+    assert [(r["run_type"], r["state"]) for r in reports] == [("asset_triggered", "success")] * 2
     assert refused.value.code == 401
     assert set(stopped) == set(services.SERVICES)
-    assert all(not services._pid_alive(pid) for pid in stack.pids.values())
+    assert all(not processes.alive(pid) for pid in stack.pids.values())
     assert services.running(home) == {}
     assert oct((home / services.PASSWORD_FILE).stat().st_mode & 0o777) == "0o600"
 
     # What the run published, as each client sees it.
     manifest = json.loads((data_dir / "manifest.json").read_text())
-    assert manifest["run_id"] == run["dag_run_id"]
+    assert manifest["run_id"] == manual["dag_run_id"]
     headline = warehouse_query(
         "select top_customer_name, top1_share from marts.fct_revenue_concentration "
         "where month = '2024-03-01' and product_line = 'azure_openai' and level = 'customer'",
@@ -168,17 +177,18 @@ def test_scheduler_runs_the_pipeline_publishes_and_every_client_reads(
         with pytest.raises(sa.exc.DBAPIError, match="read-only"):
             con.execute(sa.text("delete from marts.dim_customers"))
     assert counts == manifest["row_counts"]
-    assert publication == run["dag_run_id"]
-    assert run["dag_run_id"] in (data_dir / "report" / "index.html").read_text()
+    assert publication == manual["dag_run_id"]
+    assert manual["dag_run_id"] in (data_dir / "report" / "index.html").read_text()
 
     # The BI reader, throughout: no error, and every read one whole publish.
     assert reader.errors == []
     assert len(reader.reads) >= 20
     seen = {read["run_id"] for read in reader.reads}
-    assert seen <= {previous["run_id"], manifest["run_id"]}
-    assert manifest["run_id"] in seen  # it saw the new publish land
+    assert seen <= {previous["run_id"], run["dag_run_id"], manual["dag_run_id"]}
+    assert manifest["run_id"] in seen  # it saw the last publish land
     for read in reader.reads:
-        expected = (previous if read["run_id"] == previous["run_id"] else manifest)["row_counts"]
+        # The same landing files each run: every publish has the same row counts.
+        expected = manifest["row_counts"]
         assert read["customer_months"] == expected["fct_customer_monthly_spend"]
         assert read["concentration"] == expected["fct_revenue_concentration"]
         assert read["months_not_summing_to_1"] == 0

@@ -168,18 +168,36 @@ def _checked_sql(source: Source) -> str:
     """Parsed rows with `_reason`: the first rule the row breaks, or NULL for a good row.
 
     Duplicates are judged among rows that pass every other rule, so a bad row never makes a
-    later good row with the same key look like a duplicate.
+    later good row with the same key look like a duplicate. Where the source's key must be
+    unique across its files, a row whose key another file already loaded is rejected too.
     """
     whens = [f"when {col} is null then 'missing {col}'" for col in source.required]
     whens += [f"when {rule.violated_when} then '{rule.reason}'" for rule in source.rules]
     key = ", ".join(source.key)
+    elsewhere, join = "", ""
+    if source.unique_across_files:
+        whens.append(
+            "when elsewhere._other_file is not null "
+            "then 'duplicate of a row already loaded from ' || elsewhere._other_file"
+        )
+        # The semi join scans raw.<table> only for the file's keys (DuckDB pushes the file's
+        # key range into the scan), not the whole table.
+        elsewhere = f"""
+        elsewhere as (
+            select {key}, min(_source_file) as _other_file
+            from raw.{source.table} semi join parsed using ({key})
+            where _source_file <> $file
+            group by {key}
+        ),"""
+        join = f"left join elsewhere using ({key})"
     return f"""
         with parsed as (
             -- With insertion order preserved, rowid is the record's position in the file.
             select rowid as _ordinal, * from _parsed
-        ),
+        ),{elsewhere}
         ruled as (
-            select *, case {" ".join(whens)} end as _rule_reason from parsed
+            select parsed.*, case {" ".join(whens)} end as _rule_reason
+            from parsed {join}
         )
         select
             * exclude (_rule_reason),
@@ -218,6 +236,33 @@ def _locate_lines(
     return found
 
 
+def describe_header(found: list[str], expected: list[str]) -> str | None:
+    """What is wrong with a header, naming the columns (schema drift), or None when it is right.
+
+    The policy is to refuse the file: a new, missing or moved column means the producer changed
+    the file's contract, which a person must look at before its rows are trusted.
+    """
+    if found == expected:
+        return None
+    if len(found) == 1 and any(sep in found[0] for sep in ";\t|"):
+        return f"wrong delimiter: the header is one field, {found[0]!r}; fields are comma-separated"
+    problems = [f"missing column {name!r}" for name in expected if name not in found]
+    problems += [f"unexpected column {name!r}" for name in found if name not in expected]
+    if not problems:
+        problems = [f"columns in a different order: expected {expected}, found {found}"]
+    return "wrong header: " + "; ".join(problems)
+
+
+def _loaded_twin(con: duckdb.DuckDBPyConnection, file_path: str, sha256: str) -> str | None:
+    """Another file whose current version has exactly this content."""
+    row = con.execute(
+        "select file_path from (select file_path, arg_max(sha256, loaded_at) as sha256 "
+        "from ingest.ledger group by file_path) where sha256 = ? and file_path <> ? limit 1",
+        [sha256, file_path],
+    ).fetchone()
+    return row[0] if row else None
+
+
 def _last_sha(con: duckdb.DuckDBPyConnection, file_path: str) -> str | None:
     row = con.execute(
         "select sha256 from ingest.ledger where file_path = ? order by loaded_at desc limit 1",
@@ -235,20 +280,29 @@ def load_file(
 ) -> FileResult:
     """Load one file in one transaction, or skip it when its content is already loaded."""
     display = path.relative_to(landing).as_posix()
+    target = path.resolve()
+    if not target.is_relative_to(landing.resolve()):
+        raise FileRefusedError(display, f"a link to {target}, outside the landing folder")
     facts = scan_file(path)
     previous_sha = _last_sha(con, display)
     if previous_sha == facts.sha256:
         return FileResult(display, "unchanged", facts.rows_in_file)
-
-    found = read_header(path, display)
-    if found != source.header:
+    if facts.rows_in_file and (twin := _loaded_twin(con, display, facts.sha256)):
         raise FileRefusedError(
-            display, f"wrong header: expected columns {source.header}, found {found}"
+            display, f"the same content as {twin}, already loaded (delivered twice?)"
         )
+
+    header_problem = describe_header(read_header(path, display), source.header)
+    if header_problem:
+        raise FileRefusedError(display, header_problem)
 
     action = "added" if previous_sha is None else "replaced"
     checked = _checked_sql(source)
-    params = {"file_month": file_month(path)} if "$file_month" in checked else {}
+    params = {
+        name: value
+        for name, value in (("file_month", file_month(path)), ("file", display))
+        if f"${name}" in checked
+    }
 
     try:
         # Parsing happens in connection-local temp tables, outside the transaction that
@@ -352,7 +406,11 @@ def _replace_file_rows(
 
 
 def landing_files(source: Source, landing: Path) -> list[Path]:
-    return sorted(p for p in landing.glob(source.pattern) if p.is_file())
+    """The source's files; hidden names (`.usage_2024_03.csv.tmp`, `.part`) are files still
+    being written by a producer that renames them when complete, so they wait."""
+    return sorted(
+        p for p in landing.glob(source.pattern) if p.is_file() and not p.name.startswith(".")
+    )
 
 
 def ingest_source(

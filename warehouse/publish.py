@@ -23,7 +23,7 @@ from pathlib import Path
 
 import duckdb
 
-from warehouse import config
+from warehouse import config, processes
 from warehouse.db import connect
 
 # Oldest DuckDB release whose readers must open the published file (the duckdb-cli on PyPI,
@@ -138,6 +138,15 @@ def _export_parquet(
     return moves
 
 
+def _remove_stale_staging(*folders: Path) -> None:
+    """Delete files staged by a publish whose process died before cleaning up (SIGKILL)."""
+    for folder in folders:
+        for path in folder.glob(".*.tmp-*"):
+            pid = path.name.rsplit(".tmp-", 1)[1].split(".")[0]
+            if pid.isdigit() and not processes.alive(int(pid)):
+                path.unlink(missing_ok=True)
+
+
 def _swap_in(moves: dict[Path, Path]) -> None:
     """Move each temporary file over its final name, in order (atomic per file)."""
     for temporary, final in moves.items():
@@ -157,6 +166,7 @@ def publish(run_id: str, validation: dict, build_db: Path | None = None) -> dict
         "published_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_revision": _git_revision(),
     }
+    _remove_stale_staging(data_dir, exports_dir())
     try:
         staged_db.unlink(missing_ok=True)
         counts = _copy_marts(build_db, staged_db, publication)

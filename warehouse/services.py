@@ -25,7 +25,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from warehouse import config
+from warehouse import config, processes
 from warehouse.pipeline import QUIET_ENVIRONMENT, prepare_airflow_home
 
 SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -86,22 +86,12 @@ def ensure_password(home: Path) -> str:
     return password
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def running(home: Path) -> dict[str, int]:
     """The services started from this AIRFLOW_HOME that are still alive, by name."""
     alive = {}
     for pid_file in sorted(_state_dir(home).glob("*.pid")):
         pid = int(pid_file.read_text())
-        if _pid_alive(pid):
+        if processes.alive(pid):
             alive[pid_file.stem] = pid
     return alive
 
@@ -158,7 +148,7 @@ def _wait_until_healthy(stack: Stack, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for name, pid in stack.pids.items():
-            if not _pid_alive(pid):
+            if not processes.alive(pid):
                 tail = stack.log(name).read_text(errors="replace")[-3000:]
                 raise ServiceError(f"airflow {name} exited during start-up:\n{tail}")
         try:
@@ -176,16 +166,16 @@ def stop(home: Path | None = None, timeout: float = 30) -> list[str]:
     pid_files = sorted(_state_dir(home).glob("*.pid"))
     for pid_file in pid_files:
         pid = int(pid_file.read_text())
-        if _pid_alive(pid):
+        if processes.alive(pid):
             _signal_group(pid, signal.SIGTERM)
             stopped.append(pid_file.stem)
     deadline = time.monotonic() + timeout
     for pid_file in pid_files:
         pid = int(pid_file.read_text())
-        while _pid_alive(pid) and time.monotonic() < deadline:
+        while processes.alive(pid) and time.monotonic() < deadline:
             _reap(pid)
             time.sleep(0.2)
-        if _pid_alive(pid):
+        if processes.alive(pid):
             _signal_group(pid, signal.SIGKILL)
             _reap(pid)
         pid_file.unlink()
@@ -232,6 +222,9 @@ class ApiClient:
 
     def patch(self, path: str, body: dict):
         return self._call("PATCH", path, body, auth=True)
+
+    def post(self, path: str, body: dict):
+        return self._call("POST", path, body, auth=True)
 
     def dag_runs(self, dag_id: str) -> list[dict]:
         return self.get(f"/api/v2/dags/{dag_id}/dagRuns?order_by=-start_date")["dag_runs"]

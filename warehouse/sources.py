@@ -29,6 +29,9 @@ class Source:
     required: tuple[str, ...]  # may not be empty
     key: tuple[str, ...]  # a later row with the same key as an earlier one is rejected
     rules: tuple[RowRule, ...] = field(default_factory=tuple)
+    # Whether a row whose key another file of the source already loaded is rejected (the
+    # source spreads one table over many files, as usage does by month).
+    unique_across_files: bool = False
 
     @property
     def header(self) -> list[str]:
@@ -119,9 +122,13 @@ USAGE = Source(
         "amount_usd",
     ),
     key=("usage_date", "customer_id", "product_line", "model"),
+    unique_across_files=True,
     rules=(
         RowRule("amount_usd is negative", "amount_usd < 0"),
         RowRule("tokens is negative", "tokens < 0"),
+        # TikTok, the largest customer, paid about $20M a month: $100M on one day's line
+        # item is a unit or keying error, not revenue.
+        RowRule("amount_usd above 100,000,000 for one day is implausible", "amount_usd > 1e8"),
         RowRule(
             "usage_date is outside the month named in the file name",
             "$file_month is not null and date_trunc('month', usage_date) <> $file_month",
@@ -129,6 +136,12 @@ USAGE = Source(
         RowRule(
             "usage_date is out of range 2020-01-01 to 2099-12-31",
             "usage_date not between date '2020-01-01' and date '2099-12-31'",
+        ),
+        RowRule("usage_date is in the future", "usage_date > current_date"),
+        # Customers load first (the DAG's order): spend must belong to a known customer.
+        RowRule(
+            "customer_id is not in customers.csv",
+            "customer_id not in (select customer_id from raw.customers)",
         ),
     ),
 )

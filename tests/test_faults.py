@@ -1,0 +1,169 @@
+"""Faults, tried for real: the process doing the work is killed with SIGKILL during ingest,
+during the dbt build, and between writing and replacing the published files. After each, the
+published warehouse, exports and manifest are the previous ones, the build database opens, and a
+rerun publishes marts identical to the floor script's (an independent computation of what a run
+with no fault publishes), with every row loaded exactly once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from benchmarks.floor import run_floor
+from tests.conftest import REPO, run_pipeline
+from tests.test_publish import published_files
+from warehouse import dbt_project
+from warehouse.ingest import scan_file
+
+pytestmark = pytest.mark.slow
+
+CONTRACT_MARTS = (
+    "dim_customers",
+    "fct_customer_monthly_spend",
+    "fct_segment_monthly_spend",
+    "fct_revenue_concentration",
+    "fct_quarterly_earnings",
+)
+
+# Runs one stage in a child process that kills itself with SIGKILL at a chosen point: as
+# abrupt as the OOM killer or a lost machine, and at the worst moment, not a random one.
+KILL_DURING_INGEST = """
+import os, signal
+import warehouse.ingest as ingest
+real = ingest._replace_file_rows
+def killed_before_commit(con, *args):
+    execute = con.execute
+    class Dying:
+        def __getattr__(self, name):
+            return getattr(con, name)
+        def execute(self, sql, *rest):
+            if sql == "commit":  # rows deleted and inserted, the transaction still open
+                os.kill(os.getpid(), signal.SIGKILL)
+            return execute(sql, *rest)
+    return real(Dying(), *args)
+ingest._replace_file_rows = killed_before_commit
+ingest.ingest_source("usage", "killed-run")
+"""
+
+KILL_BEFORE_SWAP = """
+import json, os, signal
+import warehouse.publish as publish
+from warehouse.validate import report_path
+publish._swap_in = lambda moves: os.kill(os.getpid(), signal.SIGKILL)
+publish.publish("killed-run", json.loads(report_path().read_text()))
+"""
+
+
+def restate_and_add_a_month(landing: Path) -> None:
+    """New work for the faulted run: November restated (amounts +1%) and January 2025 added."""
+    november = landing / "spend" / "usage_2024_11.csv"
+    lines = november.read_text().splitlines()
+    restated = [lines[0]] + [
+        ",".join([*line.split(",")[:-1], f"{float(line.split(',')[-1]) * 1.01:.2f}"])
+        for line in lines[1:]
+    ]
+    november.write_text("\n".join(restated) + "\n")
+    december = (landing / "spend" / "usage_2024_12.csv").read_text().splitlines()
+    (landing / "spend" / "usage_2025_01.csv").write_text(
+        "\n".join([december[0]] + [r.replace("2024-12-", "2025-01-") for r in december[1:]]) + "\n"
+    )
+
+
+def child(code: str, data_dir: Path, landing: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WAREHOUSE_DATA_DIR": str(data_dir), "WAREHOUSE_LANDING_DIR": str(landing)}
+    return subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, check=False)
+
+
+def assert_build_db_opens(data_dir: Path) -> int:
+    """The build database opens read-write after the crash (DuckDB replays or drops its WAL);
+    returns its usage row count."""
+    with duckdb.connect(str(data_dir / "build.duckdb")) as con:
+        return con.execute("select count(*) from raw.usage").fetchone()[0]
+
+
+def assert_rerun_equals_the_floor(landing: Path, data_dir: Path, tmp_path: Path) -> None:
+    """A rerun publishes, every row loaded once, and its marts equal the floor's exactly."""
+    rerun = run_pipeline(landing, data_dir, "rerun")
+    assert rerun.succeeded, rerun.failed_tasks
+    in_files = sum(scan_file(p).rows_in_file for p in (landing / "spend").glob("*.csv"))
+    assert assert_build_db_opens(data_dir) == in_files  # no row twice, none lost
+    (tmp_path / "floor").mkdir()
+    floor = run_floor(tmp_path / "floor", landing)
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as published:
+        published.execute("attach ? as floor (read_only)", [str(floor)])
+        for mart in CONTRACT_MARTS:
+            differing = published.execute(
+                f"select count(*) from ((select * from marts.{mart} except all "
+                f"select * from floor.{mart}) union all (select * from floor.{mart} "
+                f"except all select * from marts.{mart}))"
+            ).fetchone()[0]
+            assert differing == 0, mart
+    assert [p.name for p in data_dir.rglob("*") if ".tmp-" in p.name] == []
+
+
+def test_sigkill_during_ingest_loses_nothing_and_the_rerun_is_exact(published, tmp_path):
+    landing, data_dir = published
+    before = published_files(data_dir)
+    rows_before = assert_build_db_opens(data_dir)
+    restate_and_add_a_month(landing)
+
+    killed = child(KILL_DURING_INGEST, data_dir, landing)
+
+    assert killed.returncode == -signal.SIGKILL
+    assert published_files(data_dir) == before
+    assert assert_build_db_opens(data_dir) == rows_before  # the open transaction is gone
+    assert_rerun_equals_the_floor(landing, data_dir, tmp_path)
+
+
+def test_sigkill_during_the_dbt_build_leaves_the_publish_and_the_rerun_is_exact(
+    published, tmp_path
+):
+    landing, data_dir = published
+    before = published_files(data_dir)
+    restate_and_add_a_month(landing)
+    subprocess.run(
+        [sys.executable, "-m", "warehouse.cli", "ingest"],
+        env={**os.environ, "WAREHOUSE_DATA_DIR": str(data_dir)},
+        check=True,
+        capture_output=True,
+    )
+    build = subprocess.Popen(
+        dbt_project.dbt_command("build"),
+        env={**os.environ, **dbt_project.dbt_env()},
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    # Kill it once it is writing: the incremental usage fact has started.
+    for line in build.stdout:
+        if "START sql incremental model" in line:
+            time.sleep(0.2)
+            os.killpg(build.pid, signal.SIGKILL)
+            break
+    build.wait(timeout=60)
+
+    assert build.returncode == -signal.SIGKILL
+    assert published_files(data_dir) == before
+    assert_build_db_opens(data_dir)
+    assert_rerun_equals_the_floor(landing, data_dir, tmp_path)
+
+
+def test_sigkill_between_writing_and_replacing_keeps_the_previous_publish(published, tmp_path):
+    landing, data_dir = published
+    before = published_files(data_dir)
+
+    killed = child(KILL_BEFORE_SWAP, data_dir, landing)
+
+    assert killed.returncode == -signal.SIGKILL
+    assert published_files(data_dir) == before
+    # The killed process's staged files are left behind; the next publish clears them.
+    assert [p.name for p in data_dir.rglob("*") if ".tmp-" in p.name]
+    assert_build_db_opens(data_dir)
+    assert_rerun_equals_the_floor(landing, data_dir, tmp_path)
