@@ -17,6 +17,15 @@ def ingest_all(landing: Path, db: Path, run_id: str) -> dict:
     return {name: ingest_source(name, run_id, landing, db) for name in SOURCES}
 
 
+def known_customer(landing: Path, db: Path) -> None:
+    """Customer c1 loaded, as the DAG loads customers before usage."""
+    (landing / "customers.csv").write_text(
+        "customer_id,customer_name,parent_company,industry,segment,hq_country,is_synthetic,"
+        "source\nc1,Customer One,Customer One,software,enterprise,US,true,test\n"
+    )
+    ingest_source("customers", "run-0", landing, db)
+
+
 def query(db: Path, sql: str, params=None) -> list[tuple]:
     with duckdb.connect(str(db), read_only=True) as con:
         return con.execute(sql, params or []).fetchall()
@@ -128,6 +137,7 @@ def test_bad_rows_are_rejected_with_line_number_and_reason(tmp_path, db):
     (landing / "spend").mkdir(parents=True)
     content = USAGE_HEADER + "\n".join(line for _, line, _ in BAD_ROWS) + "\n"
     (landing / "spend" / "usage_2024_03.csv").write_text(content)
+    known_customer(landing, db)
 
     result = ingest_source("usage", "run-1", landing, db)
 
@@ -168,9 +178,12 @@ def test_accounting_identity_holds_for_every_file(tmp_path, landing, db):
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
-        ("usage_date;customer_id;product_line\n2024-03-01;c1;x\n", "wrong header"),
-        ("customer_id,usage_date,product_line,model,tokens,amount_usd\n", "wrong header"),
-        ("usage_date,customer_id,product_line,model,tokens\n", "wrong header"),
+        ("usage_date;customer_id;product_line\n2024-03-01;c1;x\n", "wrong delimiter"),
+        (
+            "customer_id,usage_date,product_line,model,tokens,amount_usd\n",
+            "wrong header: columns in a different order",
+        ),
+        ("usage_date,customer_id,product_line,model,tokens\n", "missing column 'amount_usd'"),
         ("", "the file is empty"),
     ],
     ids=["wrong-delimiter", "reordered-columns", "missing-column", "empty-file"],
@@ -186,9 +199,6 @@ def test_file_of_wrong_shape_is_refused_and_database_unchanged(landing, db, cont
 
     message = str(refused.value)
     assert "spend/usage_2024_03.csv" in message and problem in message
-    if problem == "wrong header":
-        assert "expected columns ['usage_date', 'customer_id'" in message
-        assert "found [" in message
     assert snapshot(db) == before
     assert query(db, "select file_path from ingest.refused_files where run_id = 'run-2'") == [
         ("spend/usage_2024_03.csv",)
@@ -202,6 +212,7 @@ def test_refused_file_does_not_stop_the_other_files(tmp_path, db):
     (landing / "spend" / "usage_2024_02.csv").write_text(
         USAGE_HEADER + "2024-02-01,c1,azure_openai,gpt-4,100,1.50\n"
     )
+    known_customer(landing, db)
 
     with pytest.raises(SourceRefusedError, match=r"usage_2024_01\.csv"):
         ingest_source("usage", "run-1", landing, db)

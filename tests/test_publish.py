@@ -20,9 +20,10 @@ pytestmark = pytest.mark.slow
 
 
 def published_files(data_dir: Path) -> dict[str, str]:
-    """sha256 of every published file: the warehouse, the exports and the manifest."""
+    """sha256 of every published file: the warehouse, the exports and the manifest (not the
+    hidden files a publish stages before replacing them)."""
     files = [data_dir / "warehouse.duckdb", data_dir / "manifest.json"]
-    files += sorted((data_dir / "exports").iterdir())
+    files += sorted(p for p in (data_dir / "exports").iterdir() if not p.name.startswith("."))
     return {
         p.relative_to(data_dir).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in files
