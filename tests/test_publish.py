@@ -65,6 +65,10 @@ def test_published_file_holds_exactly_the_marts(first_run):
     assert set(manifest["row_counts"]) == CONTRACT_MARTS | DOCUMENTED_EXTRA_MARTS
     assert manifest["validation"]["success"] is True
     assert manifest["validation"]["evaluated_expectations"] >= 60
+    # Data Docs: the site, with a page for each suite's validation.
+    site = data_dir / "gx" / "uncommitted" / "data_docs" / "local_site"
+    assert (site / "index.html").exists()
+    assert len(list((site / "validations").rglob("*.html"))) == 11
     assert {p.name for p in (data_dir / "exports").iterdir()} == {
         f"{name}.parquet" for name in CONTRACT_MARTS | DOCUMENTED_EXTRA_MARTS
     }
