@@ -6,6 +6,7 @@ module can import airflow.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -68,6 +69,17 @@ def airflow_home() -> Path:
     from warehouse.pipeline import prepare_airflow_home
 
     return prepare_airflow_home()
+
+
+def published_files(data_dir: Path) -> dict[str, str]:
+    """sha256 of every published file: the warehouse, the exports and the manifest (not the
+    hidden files a publish stages before replacing them)."""
+    files = [data_dir / "warehouse.duckdb", data_dir / "manifest.json"]
+    files += sorted(p for p in (data_dir / "exports").iterdir() if not p.name.startswith("."))
+    return {
+        p.relative_to(data_dir).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in files
+    }
 
 
 def run_pipeline(landing: Path, data_dir: Path, log_name: str):

@@ -17,20 +17,11 @@ import duckdb
 import pytest
 
 from benchmarks.floor import run_floor
-from tests.conftest import REPO, run_pipeline
-from tests.test_publish import published_files
+from tests.conftest import CONTRACT_MARTS, REPO, published_files, run_pipeline
 from warehouse import dbt_project
 from warehouse.ingest import scan_file
 
 pytestmark = pytest.mark.slow
-
-CONTRACT_MARTS = (
-    "dim_customers",
-    "fct_customer_monthly_spend",
-    "fct_segment_monthly_spend",
-    "fct_revenue_concentration",
-    "fct_quarterly_earnings",
-)
 
 # Runs one stage in a child process that kills itself with SIGKILL at a chosen point: as
 # abrupt as the OOM killer or a lost machine, and at the worst moment, not a random one.

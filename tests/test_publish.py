@@ -3,7 +3,6 @@ and readers of the published file are never disturbed."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
@@ -13,21 +12,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.conftest import CONTRACT_MARTS, DOCUMENTED_EXTRA_MARTS, run_pipeline
+from tests.conftest import CONTRACT_MARTS, DOCUMENTED_EXTRA_MARTS, published_files, run_pipeline
 from warehouse.publish import PUBLISHED_STORAGE_VERSION
 
 pytestmark = pytest.mark.slow
-
-
-def published_files(data_dir: Path) -> dict[str, str]:
-    """sha256 of every published file: the warehouse, the exports and the manifest (not the
-    hidden files a publish stages before replacing them)."""
-    files = [data_dir / "warehouse.duckdb", data_dir / "manifest.json"]
-    files += sorted(p for p in (data_dir / "exports").iterdir() if not p.name.startswith("."))
-    return {
-        p.relative_to(data_dir).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in files
-    }
 
 
 def add_tiktok_double(landing: Path) -> None:
