@@ -172,25 +172,27 @@ def stop(home: Path | None = None, timeout: float = 30) -> list[str]:
     deadline = time.monotonic() + timeout
     for pid_file in pid_files:
         pid = int(pid_file.read_text())
-        while processes.alive(pid) and time.monotonic() < deadline:
-            _reap(pid)
-            time.sleep(0.2)
-        if processes.alive(pid):
+        if not _gone(pid, deadline):
             _signal_group(pid, signal.SIGKILL)
-            _reap(pid)
+            _gone(pid, time.monotonic() + 10)
         pid_file.unlink()
     return stopped
+
+
+def _gone(pid: int, deadline: float) -> bool:
+    """Wait until the process has ended (reaping it when it is our child) or the deadline."""
+    while processes.alive(pid):
+        with contextlib.suppress(ChildProcessError):  # not our child: init reaps it
+            os.waitpid(pid, os.WNOHANG)
+        if not processes.alive(pid) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    return not processes.alive(pid)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, sig)
-
-
-def _reap(pid: int) -> None:
-    """Collect a child's exit status (when this process started it), so it is not a zombie."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
 
 
 class ApiClient:
