@@ -127,7 +127,7 @@ def start(
     ensure_password(home)
     state = _state_dir(home)
     state.mkdir(parents=True, exist_ok=True)
-    pids = {}
+    children: dict[str, subprocess.Popen] = {}
     for name in services:
         command = [sys.executable, "-m", "airflow", name]
         if name == "api-server":
@@ -137,18 +137,20 @@ def start(
             process = subprocess.Popen(
                 command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-        pids[name] = process.pid
+        children[name] = process
         (state / f"{name}.pid").write_text(str(process.pid))
-    stack = Stack(home, port, pids)
-    _wait_until_healthy(stack, timeout)
+    stack = Stack(home, port, {name: child.pid for name, child in children.items()})
+    _wait_until_healthy(stack, children, timeout)
     return stack
 
 
-def _wait_until_healthy(stack: Stack, timeout: float) -> None:
+def _wait_until_healthy(
+    stack: Stack, children: dict[str, subprocess.Popen], timeout: float
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for name, pid in stack.pids.items():
-            if not processes.alive(pid):
+        for name, child in children.items():
+            if child.poll() is not None:
                 tail = stack.log(name).read_text(errors="replace")[-3000:]
                 raise ServiceError(f"airflow {name} exited during start-up:\n{tail}")
         try:
