@@ -82,5 +82,7 @@ SCALES := 1M,10M$(if $(filter-out 1M 10M,$(SCALE)),$(comma)$(SCALE))
 bench: setup
 	$(BIN)/python -m benchmarks.harness --scales $(SCALES)
 
-clean: down
+# Stops what make up started (if there is a venv to stop it with), then removes every output.
+clean:
+	@if [ -x $(BIN)/warehouse ]; then $(BIN)/warehouse down; fi
 	rm -rf data .airflow benchmarks/work

@@ -1,9 +1,9 @@
-"""Run the floor (floor.sql) into `<data folder>/floor.duckdb` in one process, with the same
-DuckDB settings as the pipeline (memory limit, spill folder)."""
+"""Run the floor (floor.sql) on the landing folder into `<data folder>/floor.duckdb` in one
+process, with the same DuckDB settings as the pipeline (memory limit, spill folder); both
+folders come from the environment, as the pipeline's do."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from warehouse import config
@@ -21,4 +21,4 @@ def run_floor(data: Path, landing: Path) -> Path:
 
 
 if __name__ == "__main__":
-    print(run_floor(Path(sys.argv[1]), config.landing_dir()))
+    print(run_floor(config.data_dir(), config.landing_dir()))

@@ -38,6 +38,8 @@ from pathlib import Path
 import duckdb
 import psutil
 
+from benchmarks.peers import usage_rows
+
 REPO = Path(__file__).resolve().parent.parent
 BENCH_DIR = REPO / "benchmarks"
 FLOOR_SQL = BENCH_DIR / "floor.sql"
@@ -156,12 +158,14 @@ class Bench:
         print(f"  {name:<24} {result.seconds:9.2f} s  {result.peak_mib:8.0f} MiB", flush=True)
         return result
 
-    def usage_rows(self) -> int:
-        with duckdb.connect() as con:
-            return con.execute(
-                "select count(*) from read_csv(?, header = true)",
-                [str(self.landing / "spend" / "*.csv")],
-            ).fetchone()[0]
+    def repeated(self, name: str, folder: str, command: list[str]) -> Path:
+        """`command` run `repeats` times, each on a fresh data folder; the last folder."""
+        samples = []
+        for _ in range(self.repeats):
+            data = self.data_dir(folder)
+            samples.append(self.run(command, data))
+        self.record(name, samples, self.rows)
+        return data
 
     # -- the landing folder ----------------------------------------------------------------
 
@@ -179,7 +183,7 @@ class Bench:
                     env=self.env,
                 )
             marker.touch()
-        self.rows = self.usage_rows()
+        self.rows = usage_rows(self.landing)
         size = sum(f.stat().st_size for f in (self.landing / "spend").iterdir())
         print(f"{self.scale}: {self.rows:,} usage rows, {size / 2**20:,.0f} MiB of CSV", flush=True)
 
@@ -197,30 +201,18 @@ class Bench:
         return data
 
     def dag(self) -> Path:
-        samples = []
-        for _ in range(self.repeats):
-            data = self.data_dir("dag")
-            samples.append(self.run([*WAREHOUSE, "run", "--no-report"], data))
-        self.record("pipeline DAG run", samples, self.rows)
-        return data
+        return self.repeated("pipeline DAG run", "dag", [*WAREHOUSE, "run", "--no-report"])
 
     def floor(self) -> Path:
-        samples = []
-        for _ in range(self.repeats):
-            data = self.data_dir("floor")
-            samples.append(self.run([PYTHON, "-m", "benchmarks.floor", str(data)], data))
-        self.record("floor (one DuckDB script)", samples, self.rows)
-        return data
+        command = [PYTHON, "-m", "benchmarks.floor"]
+        return self.repeated("floor (one DuckDB script)", "floor", command)
 
     def peers(self) -> None:
-        samples = []
-        for _ in range(self.repeats):
-            data = self.data_dir("pandas")
-            samples.append(self.run([PYTHON, "-m", "benchmarks.peers", "pandas", str(data)], data))
-        self.record("peer: pandas + insert", samples, self.rows)
+        command = [PYTHON, "-m", "benchmarks.peers", "pandas"]
+        self.repeated("peer: pandas + insert", "pandas", command)
         # dbt seed once: at 1M rows it takes minutes.
         data = self.data_dir("dbt_seed")
-        sample = self.run([PYTHON, "-m", "benchmarks.peers", "dbt-seed", str(data)], data)
+        sample = self.run([PYTHON, "-m", "benchmarks.peers", "dbt-seed"], data)
         self.record("peer: dbt seed", [sample], self.rows)
 
     def incremental(self) -> None:

@@ -17,16 +17,16 @@ from pathlib import Path
 import duckdb
 
 from warehouse import config, dbt_project
+from warehouse.ingest import scan_file
 
 
-def _usage_files() -> list[Path]:
-    return sorted((config.landing_dir() / "spend").glob("*.csv"))
+def _usage_files(landing: Path | None = None) -> list[Path]:
+    return sorted(((landing or config.landing_dir()) / "spend").glob("*.csv"))
 
 
-def _expected_rows() -> int:
-    with duckdb.connect() as con:
-        pattern = str(config.landing_dir() / "spend" / "*.csv")
-        return con.execute("select count(*) from read_csv(?)", [pattern]).fetchone()[0]
+def usage_rows(landing: Path | None = None) -> int:
+    """The usage rows in the landing folder, counted as ingestion counts them."""
+    return sum(scan_file(path).rows_in_file for path in _usage_files(landing))
 
 
 def pandas_insert(data: Path) -> int:
@@ -76,7 +76,7 @@ def dbt_seed(data: Path) -> int:
 PEERS = {"pandas": pandas_insert, "dbt-seed": dbt_seed}
 
 if __name__ == "__main__":
-    loaded = PEERS[sys.argv[1]](Path(sys.argv[2]))
-    if loaded != _expected_rows():
-        raise SystemExit(f"{sys.argv[1]} loaded {loaded} rows, expected {_expected_rows()}")
+    loaded, expected = PEERS[sys.argv[1]](config.data_dir()), usage_rows()
+    if loaded != expected:
+        raise SystemExit(f"{sys.argv[1]} loaded {loaded} rows, expected {expected}")
     print(f"{sys.argv[1]}: {loaded} rows")

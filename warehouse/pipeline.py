@@ -13,6 +13,7 @@ import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,11 +84,17 @@ def _output_to(log_file: Path):
             os.close(saved[1])
 
 
+def airflow_home(env: Mapping[str, str] | None = None) -> Path:
+    """AIRFLOW_HOME from `env` (this process's environment by default), as Airflow resolves it."""
+    env = os.environ if env is None else env
+    return Path(env.get("AIRFLOW_HOME") or Path.home() / "airflow")
+
+
 def prepare_airflow_home(env: dict[str, str] | None = None) -> Path:
     """Create Airflow's metadata database (SQLite) and the writer pool, once per AIRFLOW_HOME
     (the one in `env`, by default this process's environment)."""
     env = dict(os.environ if env is None else env)
-    home = Path(env.get("AIRFLOW_HOME") or Path.home() / "airflow")
+    home = airflow_home(env)
     marker = home / ".warehouse-ready"
     if marker.exists():
         return home

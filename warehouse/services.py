@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from warehouse import config, processes
-from warehouse.pipeline import QUIET_ENVIRONMENT, prepare_airflow_home
+from warehouse.pipeline import QUIET_ENVIRONMENT, airflow_home, prepare_airflow_home
 
 SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
 USERNAME = "admin"
@@ -35,10 +35,6 @@ PASSWORD_FILE = "simple_auth_manager_passwords.json.generated"
 
 class ServiceError(RuntimeError):
     """A service that would not start, or an API call that failed, with the reason."""
-
-
-def airflow_home() -> Path:
-    return Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow")
 
 
 def _state_dir(home: Path) -> Path:
