@@ -8,7 +8,7 @@ On generated landing folders (`warehouse generate --rows N`), per scale:
   dbt build, validation (GX) and publish;
 - the whole pipeline DAG run (`warehouse run --no-report`: Airflow's dag.test(), Cosmos, dbt,
   GX, publish) on a fresh data folder;
-- the floor: `benchmarks/floor.sql`, the contract marts straight from the files in one DuckDB
+- the floor: `warehouse/audit/floor.sql`, the contract marts straight from the files in one DuckDB
   process, checked to give the same marts as the pipeline;
 - peers loading the same usage files: `dbt seed` and pandas `read_csv` + DuckDB insert;
 - incremental: the DAG on the history without its last month, then again with that month
@@ -31,7 +31,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,18 +39,11 @@ import duckdb
 import psutil
 
 from benchmarks.peers import usage_rows
+from warehouse.audit.floor import CONTRACT_MARTS
+from warehouse.settings import REPO_ROOT, Settings
 
-REPO = Path(__file__).resolve().parent.parent
-BENCH_DIR = REPO / "benchmarks"
-FLOOR_SQL = BENCH_DIR / "floor.sql"
+BENCH_DIR = REPO_ROOT / "benchmarks"
 SCALES = {"seeds": None, "1M": 1_000_000, "10M": 10_000_000, "100M": 100_000_000}
-CONTRACT_MARTS = (
-    "dim_customers",
-    "fct_customer_monthly_spend",
-    "fct_segment_monthly_spend",
-    "fct_revenue_concentration",
-    "fct_quarterly_earnings",
-)
 PYTHON = sys.executable
 WAREHOUSE = [PYTHON, "-m", "warehouse.cli"]
 
@@ -128,14 +121,17 @@ class Bench:
         self.landing = self.work / "landing"
         self.log = self.work / "bench.log"
         self.results: dict[str, Result] = {}
-        self.env = {
-            **os.environ,
-            "AIRFLOW_HOME": str(work / "airflow"),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "WAREHOUSE_LANDING_DIR": str(self.landing),
-            "WAREHOUSE_RETRY_DELAY_SECONDS": "1",
-        }
+        self.settings = replace(
+            Settings.from_env(),
+            landing_dir=self.landing,
+            airflow_home=work / "airflow",
+            retry_delay_seconds=1,
+        )
+
+    def environment(self, data: Path, landing: Path | None = None) -> dict[str, str]:
+        """The environment of a measured command: the settings over these folders."""
+        settings = self.settings.with_folders(landing_dir=landing, data_dir=data)
+        return {**os.environ, **settings.environment()}
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -147,10 +143,7 @@ class Bench:
         return folder
 
     def run(self, command: list[str], data: Path, landing: Path | None = None) -> Sample:
-        env = {**self.env, "WAREHOUSE_DATA_DIR": str(data)}
-        if landing:
-            env["WAREHOUSE_LANDING_DIR"] = str(landing)
-        return measure(command, env, self.log)
+        return measure(command, self.environment(data, landing), self.log)
 
     def record(self, name: str, samples: list[Sample], rows: int | None = None) -> Result:
         result = Result(name, samples, rows)
@@ -175,12 +168,14 @@ class Bench:
         if not marker.exists():
             shutil.rmtree(self.landing, ignore_errors=True)
             if self.rows is None:
-                shutil.copytree(REPO / "seeds", self.landing, ignore=shutil.ignore_patterns("*.md"))
+                shutil.copytree(
+                    REPO_ROOT / "seeds", self.landing, ignore=shutil.ignore_patterns("*.md")
+                )
             else:
                 subprocess.run(
                     [*WAREHOUSE, "generate", "--rows", str(self.rows), "--out", str(self.landing)],
                     check=True,
-                    env=self.env,
+                    env=self.environment(self.work / "data"),
                 )
             marker.touch()
         self.rows = usage_rows(self.landing)
@@ -204,7 +199,7 @@ class Bench:
         return self.repeated("pipeline DAG run", "dag", [*WAREHOUSE, "run", "--no-report"])
 
     def floor(self) -> Path:
-        command = [PYTHON, "-m", "benchmarks.floor"]
+        command = [PYTHON, "-m", "warehouse.audit.floor"]
         return self.repeated("floor (one DuckDB script)", "floor", command)
 
     def peers(self) -> None:
@@ -232,7 +227,7 @@ class Bench:
         for _ in range(max(self.repeats, 3)):
             result = subprocess.run(
                 [PYTHON, "-m", "benchmarks.parse_time"],
-                env=self.env,
+                env=self.environment(self.work / "data"),
                 capture_output=True,
                 text=True,
                 check=True,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from airflow.dag_processing.dagbag import DagBag
 
-DAGS = Path(__file__).resolve().parent.parent / "dags"
+from warehouse.settings import DAGS_FOLDER
 
-bag = DagBag(dag_folder=str(DAGS))
+bag = DagBag(dag_folder=str(DAGS_FOLDER))
 if bag.import_errors:
     raise SystemExit(f"DAG import errors: {bag.import_errors}")
 files = {Path(s.file).name: round(s.duration.total_seconds(), 4) for s in bag.dagbag_stats}

@@ -16,34 +16,37 @@ from pathlib import Path
 
 import duckdb
 
-from warehouse import config, dbt_project
 from warehouse.ingest import scan_file
+from warehouse.settings import Settings
+from warehouse.transform.dbt import dbt_env
 
 
-def _usage_files(landing: Path | None = None) -> list[Path]:
-    return sorted(((landing or config.landing_dir()) / "spend").glob("*.csv"))
+def _usage_files(landing: Path) -> list[Path]:
+    return sorted((landing / "spend").glob("*.csv"))
 
 
-def usage_rows(landing: Path | None = None) -> int:
+def usage_rows(landing: Path) -> int:
     """The usage rows in the landing folder, counted as ingestion counts them."""
     return sum(scan_file(path).rows_in_file for path in _usage_files(landing))
 
 
-def pandas_insert(data: Path) -> int:
+def pandas_insert(settings: Settings) -> int:
     import pandas as pd
 
+    data = settings.data_dir
     with duckdb.connect(str(data / "pandas.duckdb")) as con:
-        for path in _usage_files():
+        for path in _usage_files(settings.landing_dir):
             frame = pd.read_csv(path)  # noqa: F841 (read by DuckDB by name)
             con.execute("create table if not exists usage as select * from frame limit 0")
             con.execute("insert into usage select * from frame")
         return con.execute("select count(*) from usage").fetchone()[0]
 
 
-def dbt_seed(data: Path) -> int:
+def dbt_seed(settings: Settings) -> int:
+    data = settings.data_dir
     project = data / "seed_project"
     (project / "seeds").mkdir(parents=True)
-    for path in _usage_files():
+    for path in _usage_files(settings.landing_dir):
         shutil.copy2(path, project / "seeds" / path.name)
     # The types a user must give dbt: its inference takes tokens for a 32-bit INTEGER.
     (project / "dbt_project.yml").write_text(
@@ -57,7 +60,7 @@ def dbt_seed(data: Path) -> int:
     )
     subprocess.run(
         [
-            str(dbt_project.DBT_EXECUTABLE),
+            str(settings.dbt_executable),
             "seed",
             "--project-dir",
             str(project),
@@ -65,7 +68,7 @@ def dbt_seed(data: Path) -> int:
             str(project),
         ],
         check=True,
-        env={**os.environ, **dbt_project.dbt_env()},
+        env={**os.environ, **dbt_env(settings)},
         cwd=project,
     )
     with duckdb.connect(str(data / "seed.duckdb"), read_only=True) as con:
@@ -76,7 +79,8 @@ def dbt_seed(data: Path) -> int:
 PEERS = {"pandas": pandas_insert, "dbt-seed": dbt_seed}
 
 if __name__ == "__main__":
-    loaded, expected = PEERS[sys.argv[1]](config.data_dir()), usage_rows()
+    settings = Settings.from_env()
+    loaded, expected = PEERS[sys.argv[1]](settings), usage_rows(settings.landing_dir)
     if loaded != expected:
         raise SystemExit(f"{sys.argv[1]} loaded {loaded} rows, expected {expected}")
     print(f"{sys.argv[1]}: {loaded} rows")

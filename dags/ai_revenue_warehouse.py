@@ -1,23 +1,19 @@
 """
 ### AI revenue warehouse pipeline
 
-1. **ingest**: loads whatever landed in the landing folder (`WAREHOUSE_LANDING_DIR`, default
-   `seeds/`) into the `raw` schema of `data/build.duckdb`: customers, earnings and daily usage.
-   Unchanged files are skipped, changed files replace exactly their own rows, bad rows go to
-   `ingest.rejects` with a reason, and a file of the wrong shape is refused whole (the task
-   fails, naming it).
-2. **transform**: one `dbt build` (astronomer-cosmos's `DbtBuildLocalOperator`) builds the
-   staging views, the incremental usage fact and the marts; each model's data and unit tests
-   run with it, and a failure skips everything downstream and fails the task.
-3. **validate**: Great Expectations suites on every mart and the claims suite (the reported
-   figures); a failure stops the run with a table of what failed, and nothing is published.
-4. **publish**: copies the marts into a new DuckDB file and Parquet exports, then atomically
-   replaces `data/warehouse.duckdb`, `data/exports/` and `data/manifest.json`; emits the
-   published Asset, on which the `ai_revenue_report` DAG is scheduled.
-5. **summarize**: logs what was loaded, the validation, the publish and the 2024-03 headline.
+Loads whatever is in the landing folder, rebuilds what changed, audits, and publishes only an
+audited build (the architecture: README.md, *What a run does*).
 
-Every task that writes the build database runs in the one-slot `duckdb_writer` pool, because
-DuckDB allows a single read-write process per file.
+- **ingest**: one task per source (customers first) into `raw` of the build database; bad rows
+  are rejected with a reason, a file of the wrong shape is refused whole (no retry: bad data).
+- **transform**: one `dbt build` of the whole project (Cosmos), models with their tests.
+- **validate**: the GX suites and the reported claims; a failure publishes nothing.
+- **publish**: atomically replaces `warehouse.duckdb`, the exports and the manifest, and emits
+  the published Asset, on which `ai_revenue_report` is scheduled.
+- **summarize**: what was loaded, the validation, the publish and the 2024-03 headline.
+
+Tasks that write the build database share the one-slot `duckdb_writer` pool: DuckDB allows one
+read-write process per file.
 """
 
 from __future__ import annotations
@@ -27,9 +23,13 @@ from cosmos import ProfileConfig
 from cosmos.constants import InvocationMode
 from cosmos.operators.local import DbtBuildLocalOperator
 
-from warehouse import config, dbt_project
-from warehouse.airflow_common import PUBLISHED_WAREHOUSE, dag_settings
-from warehouse.config import WRITER_POOL
+from warehouse.runtime.dags import PUBLISHED_WAREHOUSE, dag_settings
+from warehouse.settings import DAG_ID, WRITER_POOL, Settings
+from warehouse.transform import dbt
+
+# The DAG's settings at parse time (retries, dbt's environment); each task builds its own from
+# its process's environment when it runs, as every entry point does.
+SETTINGS = Settings.from_env()
 
 
 @task(pool=WRITER_POOL)
@@ -40,7 +40,7 @@ def load(source: str, run_id: str | None = None) -> dict:
     from warehouse.ingest import SourceRefusedError, ingest_source
 
     try:
-        return ingest_source(source, run_id=run_id).to_dict()
+        return ingest_source(source, run_id, Settings.from_env()).to_dict()
     except SourceRefusedError as refused:
         raise AirflowFailException(str(refused)) from refused
 
@@ -50,10 +50,11 @@ def validate_marts(run_id: str | None = None) -> dict:
     """Run the GX suites and the claims; a failure is bad data, so it is not retried."""
     from airflow.sdk.exceptions import AirflowFailException
 
+    from warehouse.audit.expectations import validate
     from warehouse.publish import read_manifest
-    from warehouse.validate import validate
 
-    report = validate(run_id=run_id, previous_manifest=read_manifest())
+    settings = Settings.from_env()
+    report = validate(settings, run_id=run_id, previous_manifest=read_manifest(settings))
     summary = report.summary()
     print(
         f"{summary['evaluated_expectations']} expectations, "
@@ -73,9 +74,10 @@ def publish(validation: dict, run_id: str | None = None, outlet_events=None) -> 
     """Publish the audited marts; readers of the old file keep their view."""
     from warehouse.publish import publish as publish_build
 
-    manifest = publish_build(run_id, validation)
+    settings = Settings.from_env()
+    manifest = publish_build(settings, run_id, validation)
     published = {key: manifest[key] for key in ("run_id", "published_at", "row_counts")}
-    published["warehouse"] = str(config.data_dir() / manifest["warehouse"])
+    published["warehouse"] = str(settings.published_db)
     outlet_events[PUBLISHED_WAREHOUSE].extra = published
     return published
 
@@ -83,17 +85,17 @@ def publish(validation: dict, run_id: str | None = None, outlet_events=None) -> 
 @task(pool=WRITER_POOL)
 def summarize(run_id: str | None = None) -> dict:
     """Log what the build database holds, what this run loaded, and the headline."""
-    from warehouse.summary import build_summary, format_summary
+    from warehouse.serve.summary import build_summary, format_summary
 
-    summary = build_summary(config.build_db_path(), run_id=run_id)
+    summary = build_summary(Settings.from_env(), run_id=run_id)
     print(format_summary(summary))
     return summary
 
 
 @dag(
-    dag_id="ai_revenue_warehouse",
+    dag_id=DAG_ID,
     schedule="@daily",
-    **dag_settings(),
+    **dag_settings(SETTINGS),
     doc_md=__doc__,
     tags=["warehouse", "duckdb", "dbt"],
 )
@@ -114,17 +116,17 @@ def ai_revenue_warehouse():
     # only while it builds, even when every task shares one process (dag.test()).
     transform = DbtBuildLocalOperator(
         task_id="transform",
-        project_dir=dbt_project.PROJECT_DIR,
+        project_dir=dbt.DBT_PROJECT_DIR,
         profile_config=ProfileConfig(
-            profile_name=dbt_project.PROFILE_NAME,
-            target_name=dbt_project.TARGET_NAME,
-            profiles_yml_filepath=dbt_project.PROFILES_YML,
+            profile_name=dbt.PROFILE_NAME,
+            target_name=dbt.TARGET_NAME,
+            profiles_yml_filepath=dbt.PROFILES_YML,
         ),
-        dbt_executable_path=dbt_project.DBT_EXECUTABLE,
+        dbt_executable_path=SETTINGS.dbt_executable,
         invocation_mode=InvocationMode.SUBPROCESS,
         install_deps=False,
         emit_datasets=False,
-        env=dbt_project.dbt_env(),
+        env=dbt.dbt_env(SETTINGS),
         append_env=True,
         pool=WRITER_POOL,
     )

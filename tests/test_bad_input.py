@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.conftest import SEEDS
+from tests.conftest import SEEDS, settings_for
 from warehouse.ingest import SourceRefusedError, ingest_source
 
 HEADER = b"usage_date,customer_id,product_line,model,tokens,amount_usd\n"
@@ -37,9 +37,9 @@ class Outcome:
 
 def run_ingest(landing: Path, db: Path) -> Outcome:
     """Customers, then usage, as the DAG orders them; what became of every usage file."""
-    ingest_source("customers", "run", landing, db)
+    ingest_source("customers", "run", settings_for(landing, db.parent))
     with contextlib.suppress(SourceRefusedError):
-        ingest_source("usage", "run", landing, db)
+        ingest_source("usage", "run", settings_for(landing, db.parent))
     with duckdb.connect(str(db), read_only=True) as con:
         refused = dict(
             con.execute("select file_path, problem from ingest.refused_files").fetchall()

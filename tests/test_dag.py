@@ -10,10 +10,10 @@ from datetime import timedelta
 import duckdb
 import pytest
 
-from tests.conftest import REPO, run_pipeline
-from warehouse.config import WRITER_POOL
+from tests.conftest import SEED_USAGE_ROWS, run_pipeline
+from warehouse.settings import DAG_ID, DAGS_FOLDER, REPORT_DAG_ID, WRITER_POOL
 
-DAG_FILES = [REPO / "dags" / "ai_revenue_warehouse.py", REPO / "dags" / "ai_revenue_report.py"]
+DAG_FILES = [DAGS_FOLDER / f"{dag_id}.py" for dag_id in (DAG_ID, REPORT_DAG_ID)]
 HEAVY_MODULES = [
     "duckdb",
     "pandas",
@@ -21,17 +21,19 @@ HEAVY_MODULES = [
     "great_expectations",
     "dbt",
     "warehouse.ingest",
-    "warehouse.report",
+    "warehouse.audit.expectations",
+    "warehouse.publish",
+    "warehouse.serve.report",
 ]
 
 
 def test_dagbag_imports_without_errors():
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(REPO / "dags"))
+    bag = DagBag(dag_folder=str(DAGS_FOLDER))
 
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == {"ai_revenue_warehouse", "ai_revenue_report"}
+    assert set(bag.dag_ids) == {DAG_ID, REPORT_DAG_ID}
 
 
 @pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda path: path.stem)
@@ -46,7 +48,7 @@ def test_dag_file_imports_nothing_heavy_at_module_level(dag_file):
         "'seconds': elapsed}))"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=REPO
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=DAGS_FOLDER
     )
     report = json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -55,7 +57,7 @@ def test_dag_file_imports_nothing_heavy_at_module_level(dag_file):
 
 
 def test_report_dag_is_scheduled_on_the_published_asset():
-    from warehouse.pipeline import REPORT_DAG_ID, load_dag
+    from warehouse.runtime.run import load_dag
 
     pipeline, report = load_dag(), load_dag(REPORT_DAG_ID)
 
@@ -68,7 +70,7 @@ def test_report_dag_is_scheduled_on_the_published_asset():
 
 
 def test_dag_declares_schedule_retries_and_one_writer():
-    from warehouse.pipeline import load_dag
+    from warehouse.runtime.run import load_dag
 
     dag = load_dag()
 
@@ -109,16 +111,14 @@ def ledger_counts(data_dir) -> dict[str, tuple[int, int]]:
 
 @pytest.mark.slow
 def test_dag_run_loads_builds_validates_and_publishes(first_run):
-    from warehouse.summary import build_summary
+    from warehouse.serve.summary import build_summary
 
-    run, _, data_dir = first_run
+    run, settings = first_run
 
-    counts = ledger_counts(data_dir)
+    counts = ledger_counts(settings.data_dir)
     assert counts["customers"][0] == 1 and counts["earnings"][0] == 1
-    assert counts["usage"][0] == 24
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("WAREHOUSE_DATA_DIR", str(data_dir))
-        summary = build_summary(data_dir / "build.duckdb", run.run_id)
+    assert counts["usage"] == (24, SEED_USAGE_ROWS)
+    summary = build_summary(settings, run.run_id)
     assert {s["source"]: s["files_loaded_this_run"] for s in summary["sources"]} == {
         "customers": 1,
         "earnings": 1,
@@ -134,27 +134,26 @@ def test_dag_run_loads_builds_validates_and_publishes(first_run):
 
 @pytest.mark.slow
 def test_rerun_with_nothing_new_loads_nothing_and_publishes_the_same_marts(published):
-    from warehouse.summary import build_summary
+    from warehouse.serve.summary import build_summary
 
-    landing, data_dir = published
-    before = ledger_counts(data_dir)
+    before = ledger_counts(published.data_dir)
 
-    run = run_pipeline(landing, data_dir, "second")
+    run = run_pipeline(published, "second")
 
     assert run.succeeded
-    assert ledger_counts(data_dir) == before
-    summary = build_summary(data_dir / "build.duckdb", run.run_id)
+    assert ledger_counts(published.data_dir) == before
+    summary = build_summary(published, run.run_id)
     assert all(s["files_loaded_this_run"] == 0 for s in summary["sources"])
     assert summary["published"]["run_id"] == run.run_id
 
 
 @pytest.mark.slow
-def test_dag_run_with_a_refused_file_fails_and_names_it(airflow_home, landing, data_dir):
-    from warehouse.summary import build_summary
+def test_dag_run_with_a_refused_file_fails_and_names_it(airflow_home, settings):
+    from warehouse.serve.summary import build_summary
 
-    (landing / "spend" / "usage_2025_01.csv").write_text("usage_date;customer_id\n")
+    (settings.landing_dir / "spend" / "usage_2025_01.csv").write_text("usage_date;customer_id\n")
 
-    run = run_pipeline(landing, data_dir, "refused")
+    run = run_pipeline(settings, "refused")
 
     assert not run.succeeded
     assert "ingest.usage (failed)" in run.failed_tasks
@@ -163,6 +162,6 @@ def test_dag_run_with_a_refused_file_fails_and_names_it(airflow_home, landing, d
     log = run.log_file.read_text()
     assert "spend/usage_2025_01.csv: refused, wrong delimiter" in log
     assert log.count("AirflowFailException") >= 1  # bad data is not retried
-    refused = build_summary(data_dir / "build.duckdb", run.run_id)["refused"]
+    refused = build_summary(settings, run.run_id)["refused"]
     assert [r["file_path"] for r in refused] == ["spend/usage_2025_01.csv"]
-    assert ledger_counts(data_dir)["usage"] == (24, 65_049)
+    assert ledger_counts(settings.data_dir)["usage"] == (24, SEED_USAGE_ROWS)

@@ -16,10 +16,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from benchmarks.floor import run_floor
-from tests.conftest import CONTRACT_MARTS, REPO, published_files, run_pipeline
-from warehouse import dbt_project
+from tests.conftest import REPO, published_files, run_pipeline, settings_for
+from warehouse.audit.floor import CONTRACT_MARTS, run_floor
 from warehouse.ingest import scan_file
+from warehouse.settings import Settings
+from warehouse.transform.dbt import dbt_command, dbt_env
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +28,8 @@ pytestmark = pytest.mark.slow
 # abrupt as the OOM killer or a lost machine, and at the worst moment, not a random one.
 KILL_DURING_INGEST = """
 import os, signal
-import warehouse.ingest as ingest
+import warehouse.ingest.load as ingest
+from warehouse.settings import Settings
 real = ingest._replace_file_rows
 def killed_before_commit(con, *args):
     execute = con.execute
@@ -40,15 +42,16 @@ def killed_before_commit(con, *args):
             return execute(sql, *rest)
     return real(Dying(), *args)
 ingest._replace_file_rows = killed_before_commit
-ingest.ingest_source("usage", "killed-run")
+ingest.ingest_source("usage", "killed-run", Settings.from_env())
 """
 
 KILL_BEFORE_SWAP = """
 import json, os, signal
-import warehouse.publish as publish
-from warehouse.validate import report_path
-publish._swap_in = lambda moves: os.kill(os.getpid(), signal.SIGKILL)
-publish.publish("killed-run", json.loads(report_path().read_text()))
+import warehouse.publish.release as release
+from warehouse.settings import Settings
+settings = Settings.from_env()
+release._swap_in = lambda moves: os.kill(os.getpid(), signal.SIGKILL)
+release.publish(settings, "killed-run", json.loads(settings.validation_report.read_text()))
 """
 
 
@@ -67,8 +70,8 @@ def restate_and_add_a_month(landing: Path) -> None:
     )
 
 
-def child(code: str, data_dir: Path, landing: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WAREHOUSE_DATA_DIR": str(data_dir), "WAREHOUSE_LANDING_DIR": str(landing)}
+def child(code: str, settings: Settings) -> subprocess.CompletedProcess:
+    env = {**os.environ, **settings.environment()}
     return subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, check=False)
 
 
@@ -79,14 +82,14 @@ def assert_build_db_opens(data_dir: Path) -> int:
         return con.execute("select count(*) from raw.usage").fetchone()[0]
 
 
-def assert_rerun_equals_the_floor(landing: Path, data_dir: Path, tmp_path: Path) -> None:
+def assert_rerun_equals_the_floor(settings: Settings, tmp_path: Path) -> None:
     """A rerun publishes, every row loaded once, and its marts equal the floor's exactly."""
-    rerun = run_pipeline(landing, data_dir, "rerun")
+    landing, data_dir = settings.landing_dir, settings.data_dir
+    rerun = run_pipeline(settings, "rerun")
     assert rerun.succeeded, rerun.failed_tasks
     in_files = sum(scan_file(p).rows_in_file for p in (landing / "spend").glob("*.csv"))
     assert assert_build_db_opens(data_dir) == in_files  # no row twice, none lost
-    (tmp_path / "floor").mkdir()
-    floor = run_floor(tmp_path / "floor", landing)
+    floor = run_floor(settings_for(landing, tmp_path / "floor"))
     with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as published:
         published.execute("attach ? as floor (read_only)", [str(floor)])
         for mart in CONTRACT_MARTS:
@@ -100,34 +103,34 @@ def assert_rerun_equals_the_floor(landing: Path, data_dir: Path, tmp_path: Path)
 
 
 def test_sigkill_during_ingest_loses_nothing_and_the_rerun_is_exact(published, tmp_path):
-    landing, data_dir = published
+    data_dir = published.data_dir
     before = published_files(data_dir)
     rows_before = assert_build_db_opens(data_dir)
-    restate_and_add_a_month(landing)
+    restate_and_add_a_month(published.landing_dir)
 
-    killed = child(KILL_DURING_INGEST, data_dir, landing)
+    killed = child(KILL_DURING_INGEST, published)
 
     assert killed.returncode == -signal.SIGKILL
     assert published_files(data_dir) == before
     assert assert_build_db_opens(data_dir) == rows_before  # the open transaction is gone
-    assert_rerun_equals_the_floor(landing, data_dir, tmp_path)
+    assert_rerun_equals_the_floor(published, tmp_path)
 
 
 def test_sigkill_during_the_dbt_build_leaves_the_publish_and_the_rerun_is_exact(
     published, tmp_path
 ):
-    landing, data_dir = published
+    data_dir = published.data_dir
     before = published_files(data_dir)
-    restate_and_add_a_month(landing)
+    restate_and_add_a_month(published.landing_dir)
     subprocess.run(
         [sys.executable, "-m", "warehouse.cli", "ingest"],
-        env={**os.environ, "WAREHOUSE_DATA_DIR": str(data_dir)},
+        env={**os.environ, **published.environment()},
         check=True,
         capture_output=True,
     )
     build = subprocess.Popen(
-        dbt_project.dbt_command("build"),
-        env={**os.environ, **dbt_project.dbt_env()},
+        dbt_command(published, "build"),
+        env={**os.environ, **dbt_env(published)},
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
@@ -143,18 +146,18 @@ def test_sigkill_during_the_dbt_build_leaves_the_publish_and_the_rerun_is_exact(
     assert build.returncode == -signal.SIGKILL
     assert published_files(data_dir) == before
     assert_build_db_opens(data_dir)
-    assert_rerun_equals_the_floor(landing, data_dir, tmp_path)
+    assert_rerun_equals_the_floor(published, tmp_path)
 
 
 def test_sigkill_between_writing_and_replacing_keeps_the_previous_publish(published, tmp_path):
-    landing, data_dir = published
+    data_dir = published.data_dir
     before = published_files(data_dir)
 
-    killed = child(KILL_BEFORE_SWAP, data_dir, landing)
+    killed = child(KILL_BEFORE_SWAP, published)
 
     assert killed.returncode == -signal.SIGKILL
     assert published_files(data_dir) == before
     # The killed process's staged files are left behind; the next publish clears them.
     assert [p.name for p in data_dir.rglob("*") if ".tmp-" in p.name]
     assert_build_db_opens(data_dir)
-    assert_rerun_equals_the_floor(landing, data_dir, tmp_path)
+    assert_rerun_equals_the_floor(published, tmp_path)

@@ -11,7 +11,7 @@ import duckdb
 import pytest
 
 from tests.conftest import REPO, SEEDS
-from warehouse.generate import write_landing
+from warehouse.synthetic.generate import write_landing
 
 
 def monthly(landing: Path, sql: str) -> list[tuple]:
@@ -113,7 +113,7 @@ def test_generator_memory_is_flat_in_the_row_count(tmp_path):
     def peak_kib(rows: int) -> int:
         code = (
             "import resource, sys; from pathlib import Path;"
-            "from warehouse.generate import write_landing;"
+            "from warehouse.synthetic.generate import write_landing;"
             f"write_landing(Path(sys.argv[1]), rows={rows});"
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
         )
@@ -128,3 +128,20 @@ def test_generator_memory_is_flat_in_the_row_count(tmp_path):
 
     small, large = peak_kib(50_000), peak_kib(1_000_000)
     assert large - small < 20 * 1024, f"peak RSS grew from {small} KiB to {large} KiB"
+
+
+def test_categories_come_from_the_accepted_sets_and_reported_rows_cite_a_source(tmp_path):
+    from warehouse.reference import ACCEPTED
+    from warehouse.synthetic.reported import earnings_rows, real_customers
+
+    write_landing(tmp_path, rows=20_000)
+    with duckdb.connect() as con:
+        segments = con.execute(
+            "select distinct segment from read_csv(?)", [str(tmp_path / "customers.csv")]
+        ).fetchall()
+        products = con.execute(
+            "select distinct product_line from read_csv(?)", [str(tmp_path / "spend" / "*.csv")]
+        ).fetchall()
+    assert {s for (s,) in segments} <= set(ACCEPTED["segments"])
+    assert {p for (p,) in products} <= set(ACCEPTED["product_lines"])
+    assert all(row["source"].strip() for row in real_customers() + earnings_rows())

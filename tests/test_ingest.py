@@ -7,14 +7,14 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from warehouse.ingest import SourceRefusedError, ingest_source, scan_file
-from warehouse.sources import SOURCES
+from tests.conftest import settings_for
+from warehouse.ingest import SOURCES, SourceRefusedError, ingest_source, scan_file
 
 USAGE_HEADER = "usage_date,customer_id,product_line,model,tokens,amount_usd\n"
 
 
 def ingest_all(landing: Path, db: Path, run_id: str) -> dict:
-    return {name: ingest_source(name, run_id, landing, db) for name in SOURCES}
+    return {name: ingest_source(name, run_id, settings_for(landing, db.parent)) for name in SOURCES}
 
 
 def known_customer(landing: Path, db: Path) -> None:
@@ -23,7 +23,7 @@ def known_customer(landing: Path, db: Path) -> None:
         "customer_id,customer_name,parent_company,industry,segment,hq_country,is_synthetic,"
         "source\nc1,Customer One,Customer One,software,enterprise,US,true,test\n"
     )
-    ingest_source("customers", "run-0", landing, db)
+    ingest_source("customers", "run-0", settings_for(landing, db.parent))
 
 
 def query(db: Path, sql: str, params=None) -> list[tuple]:
@@ -74,7 +74,7 @@ def test_changed_file_replaces_only_its_own_rows(landing, db):
         db, "select * from raw.usage where _source_file <> 'spend/usage_2024_03.csv' order by all"
     )
 
-    result = ingest_source("usage", "run-2", landing, db)
+    result = ingest_source("usage", "run-2", settings_for(landing, db.parent))
 
     changed = [f for f in result.files if f.action != "unchanged"]
     assert [(f.file_path, f.action, f.rows_loaded) for f in changed] == [
@@ -106,7 +106,7 @@ def test_new_month_file_is_added(landing, db):
         + "2025-01-02,cus_tiktok,azure_openai,gpt-4o,2000,15.00\n"
     )
 
-    result = ingest_source("usage", "run-2", landing, db)
+    result = ingest_source("usage", "run-2", settings_for(landing, db.parent))
 
     assert [(f.file_path, f.action) for f in result.files if f.action != "unchanged"] == [
         ("spend/usage_2025_01.csv", "added")
@@ -139,7 +139,7 @@ def test_bad_rows_are_rejected_with_line_number_and_reason(tmp_path, db):
     (landing / "spend" / "usage_2024_03.csv").write_text(content)
     known_customer(landing, db)
 
-    result = ingest_source("usage", "run-1", landing, db)
+    result = ingest_source("usage", "run-1", settings_for(landing, db.parent))
 
     rejects = query(db, "select line_number, reason, raw_line from ingest.rejects order by 1")
     expected = [(n, line, why) for n, line, why in BAD_ROWS if why]
@@ -195,7 +195,7 @@ def test_file_of_wrong_shape_is_refused_and_database_unchanged(landing, db, cont
     bad.write_text(content)
 
     with pytest.raises(SourceRefusedError) as refused:
-        ingest_source("usage", "run-2", landing, db)
+        ingest_source("usage", "run-2", settings_for(landing, db.parent))
 
     message = str(refused.value)
     assert "spend/usage_2024_03.csv" in message and problem in message
@@ -215,7 +215,7 @@ def test_refused_file_does_not_stop_the_other_files(tmp_path, db):
     known_customer(landing, db)
 
     with pytest.raises(SourceRefusedError, match=r"usage_2024_01\.csv"):
-        ingest_source("usage", "run-1", landing, db)
+        ingest_source("usage", "run-1", settings_for(landing, db.parent))
 
     assert query(db, "select _source_file, count(*) from raw.usage group by 1") == [
         ("spend/usage_2024_02.csv", 1)
@@ -227,7 +227,7 @@ def test_header_only_file_loads_zero_rows(tmp_path, db):
     (landing / "spend").mkdir(parents=True)
     (landing / "spend" / "usage_2024_01.csv").write_text(USAGE_HEADER)
 
-    (file,) = ingest_source("usage", "run-1", landing, db).files
+    (file,) = ingest_source("usage", "run-1", settings_for(landing, db.parent)).files
 
     assert (file.action, file.rows_in_file, file.rows_loaded, file.rows_rejected) == (
         "added",
@@ -248,7 +248,7 @@ def test_earnings_rules_and_nulls(tmp_path, db):
         + "2024,3,2024-03-01,,,,,,,,,,,src,\n"
     )
 
-    ingest_source("earnings", "run-1", landing, db)
+    ingest_source("earnings", "run-1", settings_for(landing, db.parent))
 
     assert query(db, "select line_number, reason from ingest.rejects order by 1") == [
         (3, "fiscal_quarter must be 1 to 4"),

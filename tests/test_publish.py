@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.conftest import CONTRACT_MARTS, DOCUMENTED_EXTRA_MARTS, published_files, run_pipeline
+from tests.conftest import ALL_MARTS, published_files, run_pipeline
 from warehouse.publish import PUBLISHED_STORAGE_VERSION
 
 pytestmark = pytest.mark.slow
@@ -32,7 +32,8 @@ def add_tiktok_double(landing: Path) -> None:
 
 
 def test_published_file_holds_exactly_the_marts(first_run):
-    _, _, data_dir = first_run
+    _, settings = first_run
+    data_dir = settings.data_dir
     with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
         tables = con.execute(
             "select schema_name, table_name from duckdb_tables() order by all"
@@ -43,22 +44,26 @@ def test_published_file_holds_exactly_the_marts(first_run):
             "select tags['storage_version'] from duckdb_databases() where not internal"
         ).fetchone()[0]
     marts = {name for schema, name in tables if schema == "marts"}
-    assert marts == CONTRACT_MARTS | DOCUMENTED_EXTRA_MARTS
+    assert marts == ALL_MARTS
     assert set(tables) - {("marts", name) for name in marts} == {("meta", "publication")}
     assert views == (0,)
     manifest = json.loads((data_dir / "manifest.json").read_text())
     assert publication == [(manifest["run_id"],)]
     # Readable by DuckDB 1.4 and later (the CLI from PyPI, BI drivers).
     assert storage == f"{PUBLISHED_STORAGE_VERSION}+"
-    assert set(manifest["row_counts"]) == CONTRACT_MARTS | DOCUMENTED_EXTRA_MARTS
+    assert set(manifest["row_counts"]) == ALL_MARTS
     assert manifest["validation"]["success"] is True
-    assert manifest["validation"]["evaluated_expectations"] >= 60
+    suites = manifest["validation"]["suites"]
+    assert {"claims", *ALL_MARTS} <= set(suites)
+    assert manifest["validation"]["evaluated_expectations"] == sum(
+        suite["evaluated"] for suite in suites.values()
+    )
     # Data Docs: the site, with a page for each suite's validation.
-    site = data_dir / "gx" / "uncommitted" / "data_docs" / "local_site"
-    assert (site / "index.html").exists()
-    assert len(list((site / "validations").rglob("*.html"))) == 11
+    assert settings.data_docs.exists()
+    pages = list((settings.data_docs.parent / "validations").rglob("*.html"))
+    assert len(pages) == len(suites)
     assert {p.name for p in (data_dir / "exports").iterdir()} == {
-        f"{name}.parquet" for name in CONTRACT_MARTS | DOCUMENTED_EXTRA_MARTS
+        f"{name}.parquet" for name in ALL_MARTS
     }
     with duckdb.connect() as con:
         rows = con.execute(
@@ -69,11 +74,11 @@ def test_published_file_holds_exactly_the_marts(first_run):
 
 
 def test_a_broken_claim_fails_validation_and_publishes_nothing(published):
-    landing, data_dir = published
+    data_dir = published.data_dir
     before = published_files(data_dir)
-    add_tiktok_double(landing)
+    add_tiktok_double(published.landing_dir)
 
-    run = run_pipeline(landing, data_dir, "broken-claim")
+    run = run_pipeline(published, "broken-claim")
 
     assert not run.succeeded
     assert "validate (failed)" in run.failed_tasks
@@ -91,16 +96,16 @@ def test_a_broken_claim_fails_validation_and_publishes_nothing(published):
 
 
 def test_a_crash_between_writing_and_replacing_keeps_the_previous_publish(published, monkeypatch):
-    import warehouse.publish
+    import warehouse.publish.release
 
-    landing, data_dir = published
+    data_dir = published.data_dir
     before = published_files(data_dir)
 
     def crash(moves):
         raise RuntimeError("simulated crash between writing the new files and replacing")
 
-    monkeypatch.setattr(warehouse.publish, "_swap_in", crash)
-    run = run_pipeline(landing, data_dir, "crash")
+    monkeypatch.setattr(warehouse.publish.release, "_swap_in", crash)
+    run = run_pipeline(published, "crash")
 
     assert "publish (failed)" in run.failed_tasks
     assert published_files(data_dir) == before
@@ -108,7 +113,7 @@ def test_a_crash_between_writing_and_replacing_keeps_the_previous_publish(publis
     assert leftovers == []
 
     monkeypatch.undo()
-    rerun = run_pipeline(landing, data_dir, "rerun")
+    rerun = run_pipeline(published, "rerun")
 
     assert rerun.succeeded
     manifest = json.loads((data_dir / "manifest.json").read_text())
@@ -139,8 +144,8 @@ json.dump({"reads": reads, "errors": errors}, open(out, "w"))
 def test_a_reader_keeps_its_snapshot_during_a_run_and_new_readers_see_the_new_one(
     published, tmp_path
 ):
-    landing, data_dir = published
-    warehouse = data_dir / "warehouse.duckdb"
+    landing = published.landing_dir
+    warehouse = published.published_db
     with duckdb.connect(str(warehouse), read_only=True) as con:
         old = con.execute(
             "select count(*), sum(total_spend_usd)::double from marts.fct_revenue_concentration"
@@ -153,7 +158,7 @@ def test_a_reader_keeps_its_snapshot_during_a_run_and_new_readers_see_the_new_on
     reader = subprocess.Popen([sys.executable, "-c", READER, str(warehouse), str(stop), str(out)])
     try:
         time.sleep(1)
-        run = run_pipeline(landing, data_dir, "with-reader")
+        run = run_pipeline(published, "with-reader")
     finally:
         stop.touch()
         reader.wait(timeout=60)

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from tests.conftest import CONTRACT_MARTS, DOCUMENTED_EXTRA_MARTS
+from tests.conftest import ALL_MARTS
 from warehouse.cli import main
 
 pytestmark = pytest.mark.slow
@@ -24,9 +24,9 @@ HEADLINE = (
 
 @pytest.fixture
 def warehouse(first_run, monkeypatch):
-    _, _, data_dir = first_run
-    monkeypatch.setenv("WAREHOUSE_DATA_DIR", str(data_dir))
-    return data_dir / "warehouse.duckdb"
+    _, settings = first_run
+    monkeypatch.setenv("WAREHOUSE_DATA_DIR", str(settings.data_dir))  # as a user configures it
+    return settings.published_db
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
@@ -96,7 +96,7 @@ def test_missing_warehouse_is_a_clear_error(tmp_path, monkeypatch, capsys):
 
 
 def test_status_reports_the_last_publish(warehouse, first_run, capsys):
-    run, _, _ = first_run
+    run, _ = first_run
 
     code, out, _ = run_cli(capsys, "status")
 
@@ -112,7 +112,7 @@ def test_marts_lists_every_mart_and_column_with_its_description(warehouse, capsy
 
     assert code == 0
     marts = {m["mart"]: m for m in json.loads(out)}
-    assert set(marts) == CONTRACT_MARTS | DOCUMENTED_EXTRA_MARTS
+    assert set(marts) == ALL_MARTS
     for mart in marts.values():
         assert mart["description"]
         assert all(column["description"] for column in mart["columns"]), mart["mart"]

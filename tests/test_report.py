@@ -11,7 +11,8 @@ import subprocess
 import pytest
 from matplotlib.image import imread
 
-from warehouse.pipeline import REPORT_DAG_ID, run_once
+from warehouse.runtime.run import run_once
+from warehouse.settings import REPORT_DAG_ID
 
 pytestmark = pytest.mark.slow
 
@@ -22,10 +23,9 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture
 def report(published):
     """The report DAG run once (dag.test()) over a copy of a published warehouse."""
-    _, data_dir = published
-    report_run = run_once(data_dir / "logs" / "report.log", dag_id=REPORT_DAG_ID)
+    report_run = run_once(published, published.logs_dir / "report.log", dag_id=REPORT_DAG_ID)
     assert report_run.succeeded, report_run.log_file.read_text()[-3000:]
-    return data_dir / "report", json.loads((data_dir / "manifest.json").read_text())
+    return published.report_dir, json.loads(published.manifest.read_text())
 
 
 def test_report_is_one_offline_page_with_its_charts(report):

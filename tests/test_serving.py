@@ -5,9 +5,9 @@ Superset connects) and the run's state through the authenticated REST API."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -22,9 +22,9 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from tests.conftest import REPO
-from warehouse import processes, services
-from warehouse.pipeline import DAG_ID, REPORT_DAG_ID
+from tests.conftest import REPO, settings_for
+from warehouse.runtime import processes, services
+from warehouse.settings import DAG_ID, REPORT_DAG_ID, Settings
 
 pytestmark = pytest.mark.slow
 
@@ -94,38 +94,37 @@ def wait_for_runs(
     pytest.fail(f"{dag_id}: {count} runs not finished in {RUN_TIMEOUT_SECONDS} s; log:\n{log}")
 
 
-def warehouse_query(sql: str, data_dir: Path) -> list[dict]:
+def warehouse_query(sql: str, settings: Settings) -> list[dict]:
     """`warehouse query --format json`, run as a user runs it."""
     result = subprocess.run(
         [sys.executable, "-m", "warehouse.cli", "query", sql, "--format", "json"],
         capture_output=True,
         text=True,
         check=True,
-        env={**os.environ, "WAREHOUSE_DATA_DIR": str(data_dir)},
+        env={**os.environ, **settings.environment()},
     )
     return json.loads(result.stdout)
 
 
-def test_scheduler_runs_the_pipeline_publishes_and_every_client_reads(
-    first_run, tmp_path, monkeypatch
-):
-    # Start from a published warehouse, so that readers have one during the whole run.
-    _, landing, published = first_run
-    shutil.copytree(landing, tmp_path / "landing")
-    data_dir = tmp_path / "data"
-    shutil.copytree(published, data_dir, ignore=shutil.ignore_patterns("logs"))
+def test_scheduler_runs_the_pipeline_publishes_and_every_client_reads(published, tmp_path):
+    # Start from a published warehouse, so that readers have one during the whole run; the
+    # services get their own Airflow home and port, and no password (one is generated).
     home = tmp_path / "airflow"
-    monkeypatch.setenv("WAREHOUSE_LANDING_DIR", str(tmp_path / "landing"))
-    monkeypatch.setenv("WAREHOUSE_DATA_DIR", str(data_dir))
-    monkeypatch.delenv("WAREHOUSE_AIRFLOW_PASSWORD", raising=False)
-    previous = json.loads((data_dir / "manifest.json").read_text())
+    settings = dataclasses.replace(
+        settings_for(published.landing_dir, published.data_dir),
+        airflow_home=home,
+        airflow_port=free_port(),
+        airflow_password=None,
+    )
+    data_dir = settings.data_dir
+    previous = json.loads(settings.manifest.read_text())
 
-    reader = BiReader(data_dir / "warehouse.duckdb")
+    reader = BiReader(settings.published_db)
     reader.start()
     started = time.monotonic()
-    stack = services.start(home, port=free_port())
+    stack = services.start(settings)
     try:
-        password = services.ensure_password(home)  # generated on this first start
+        password = services.ensure_password(settings)  # generated on this first start
         client = services.ApiClient(stack.url, services.USERNAME, password)
         services.unpause(client, [DAG_ID, REPORT_DAG_ID])
         # A second, manual trigger while the scheduled run is active: it must wait its turn.
@@ -163,7 +162,7 @@ def test_scheduler_runs_the_pipeline_publishes_and_every_client_reads(
     headline = warehouse_query(
         "select top_customer_name, top1_share from marts.fct_revenue_concentration "
         "where month = '2024-03-01' and product_line = 'azure_openai' and level = 'customer'",
-        data_dir,
+        settings,
     )
     assert headline[0]["top_customer_name"] == "TikTok"
     assert headline[0]["top1_share"] == pytest.approx(0.2465, abs=0.0005)

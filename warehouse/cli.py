@@ -1,20 +1,27 @@
-"""The `warehouse` command: generate landing files, load them, and summarise the build."""
+"""The `warehouse` command, the one entry point behind the Makefile; each command works the
+same with or without `make` (settings come from the environment, with fresh-clone defaults).
+
+  pipeline   run (the DAG once, end to end), ingest, docs (dbt docs), summary (the build)
+  serving    query (read-only SQL), status (the last publish), marts (what each column means)
+  airflow    up / down (the local services), airflow-init (migrate, pool, admin login)
+  test data  generate (a calibrated, synthetic landing folder of any size)
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import os
 import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from warehouse import config
+from warehouse.settings import REPORT_DAG_ID, WRITER_POOL, Settings
 
 
-def _generate(args: argparse.Namespace) -> int:
-    from warehouse.generate import write_landing
+def _generate(args: argparse.Namespace, settings: Settings) -> int:
+    from warehouse.synthetic.generate import write_landing
 
     counts = write_landing(args.out, rows=args.rows, seed=args.seed)
     usage = sum(n for name, n in counts.items() if name.startswith("spend/"))
@@ -22,15 +29,14 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ingest(args: argparse.Namespace) -> int:
-    from warehouse.ingest import SourceRefusedError, ingest_source
-    from warehouse.sources import SOURCES
+def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from warehouse.ingest import SOURCES, SourceRefusedError, ingest_source
 
     run_id = f"manual__{datetime.now(UTC):%Y-%m-%dT%H:%M:%S}"
     failed = False
     for name in args.source or list(SOURCES):
         try:
-            result = ingest_source(name, run_id)
+            result = ingest_source(name, run_id, settings)
             print(json.dumps(result.to_dict()))
         except SourceRefusedError as error:
             print(error, file=sys.stderr)
@@ -38,76 +44,74 @@ def _ingest(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _run(args: argparse.Namespace) -> int:
-    from warehouse.pipeline import quiet_environment
-
-    quiet_environment()
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    settings.apply()  # Airflow reads its home once, at import
     import airflow  # noqa: F401  (before anything that may import cosmos)
 
-    from warehouse.pipeline import REPORT_DAG_ID, run_once
-    from warehouse.report import report_dir
-    from warehouse.summary import build_summary, format_summary
+    from warehouse.runtime.run import run_once
+    from warehouse.serve.summary import build_summary, format_summary
 
     print("running the pipeline DAG once (airflow dag.test) ...", flush=True)
-    run = run_once()
+    run = run_once(settings)
     print(f"run {run.run_id}: {run.state}; Airflow log: {run.log_file}")
-    if config.build_db_path().exists():
-        print(format_summary(build_summary(config.build_db_path(), run_id=run.run_id)))
+    if settings.build_db.exists():
+        print(format_summary(build_summary(settings, run_id=run.run_id)))
     if not run.succeeded:
         print(f"error: failed tasks: {', '.join(run.failed_tasks)}; see the log", file=sys.stderr)
         return 1
     if args.no_report:
         return 0
     # What the scheduler does on the published Asset's event.
-    report = run_once(run.log_file, dag_id=REPORT_DAG_ID)
+    report = run_once(settings, run.log_file, dag_id=REPORT_DAG_ID)
     if not report.succeeded:
         failed = ", ".join(report.failed_tasks)
         print(f"error: the report DAG failed ({failed}); see the log", file=sys.stderr)
         return 1
-    print(f"report: {report_dir() / 'index.html'} (charts: {report_dir()}/*.png)")
+    report_dir = settings.report_dir
+    print(f"report: {report_dir / 'index.html'} (charts: {report_dir}/*.png)")
     return 0
 
 
-def _build_db_missing() -> bool:
-    missing = not config.build_db_path().exists()
+def _build_db_missing(settings: Settings) -> bool:
+    missing = not settings.build_db.exists()
     if missing:
         print(
-            f"error: no build database at {config.build_db_path()}; run `make run` first",
+            f"error: no build database at {settings.build_db}; run `make run` first",
             file=sys.stderr,
         )
     return missing
 
 
-def _docs(args: argparse.Namespace) -> int:
-    from warehouse.dbt_project import generate_docs
+def _docs(args: argparse.Namespace, settings: Settings) -> int:
+    from warehouse.transform.dbt import generate_docs
 
-    if _build_db_missing():
+    if _build_db_missing(settings):
         return 1
-    print(f"dbt docs (offline, one file): {generate_docs()}")
+    print(f"dbt docs (offline, one file): {generate_docs(settings)}")
     return 0
 
 
-def _summary(args: argparse.Namespace) -> int:
-    from warehouse.summary import build_summary, format_summary
+def _summary(args: argparse.Namespace, settings: Settings) -> int:
+    from warehouse.serve.summary import build_summary, format_summary
 
-    if _build_db_missing():
+    if _build_db_missing(settings):
         return 1
-    print(format_summary(build_summary(config.build_db_path(), run_id=args.run_id)))
+    print(format_summary(build_summary(settings, run_id=args.run_id)))
     return 0
 
 
-def _query(args: argparse.Namespace) -> int:
-    from warehouse.query import format_rows, run_query
+def _query(args: argparse.Namespace, settings: Settings) -> int:
+    from warehouse.serve.query import format_rows, run_query
 
-    columns, rows = run_query(args.sql)
+    columns, rows = run_query(args.sql, settings.published_db)
     print(format_rows(columns, rows, args.format))
     return 0
 
 
-def _status(args: argparse.Namespace) -> int:
-    from warehouse.query import status
+def _status(args: argparse.Namespace, settings: Settings) -> int:
+    from warehouse.serve.query import status
 
-    manifest = status()
+    manifest = status(settings)
     if args.format == "json":
         print(json.dumps(manifest, indent=2))
         return 0
@@ -124,10 +128,10 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _marts(args: argparse.Namespace) -> int:
-    from warehouse.query import describe_marts
+def _marts(args: argparse.Namespace, settings: Settings) -> int:
+    from warehouse.serve.query import describe_marts
 
-    marts = describe_marts()
+    marts = describe_marts(settings.published_db)
     if args.format == "json":
         print(json.dumps(marts, indent=2))
         return 0
@@ -139,18 +143,20 @@ def _marts(args: argparse.Namespace) -> int:
     return 0
 
 
-def _up(args: argparse.Namespace) -> int:
-    from warehouse import services
-    from warehouse.pipeline import DAG_ID, REPORT_DAG_ID
+def _up(args: argparse.Namespace, settings: Settings) -> int:
+    from warehouse.runtime import services
+    from warehouse.settings import DAG_ID
 
+    if args.port:
+        settings = dataclasses.replace(settings, airflow_port=args.port)
     print("starting Airflow: api-server, scheduler, dag-processor, triggerer ...", flush=True)
     try:
-        stack = services.start(port=args.port)
-        password = services.ensure_password(stack.home)
+        stack = services.start(settings)
+        password = services.ensure_password(settings)
         client = services.ApiClient(stack.url, services.USERNAME, password)
         services.unpause(client, [DAG_ID, REPORT_DAG_ID])
     except services.ServiceError as error:
-        services.stop()
+        services.stop(settings.airflow_home)
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"Airflow UI: {stack.url}  (user {services.USERNAME}, password {password})")
@@ -160,21 +166,21 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _down(args: argparse.Namespace) -> int:
-    from warehouse import services
+def _down(args: argparse.Namespace, settings: Settings) -> int:
+    from warehouse.runtime import services
 
-    stopped = services.stop()
+    stopped = services.stop(settings.airflow_home)
     print(f"stopped: {', '.join(stopped)}" if stopped else "no Airflow services were running")
     return 0
 
 
-def _airflow_init(args: argparse.Namespace) -> int:
-    from warehouse import services
-    from warehouse.pipeline import prepare_airflow_home
+def _airflow_init(args: argparse.Namespace, settings: Settings) -> int:
+    from warehouse.runtime import services
+    from warehouse.runtime.run import prepare_airflow_home
 
-    home = prepare_airflow_home()
-    services.ensure_password(home)
-    print(f"Airflow ready in {home}: metadata migrated, pool {config.WRITER_POOL}, admin login")
+    home = prepare_airflow_home(settings)
+    services.ensure_password(settings)
+    print(f"Airflow ready in {home}: metadata migrated, pool {WRITER_POOL}, admin login")
     return 0
 
 
@@ -198,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--no-report", action="store_true", help="skip the report DAG after it")
     run.set_defaults(handler=_run)
 
-    docs = commands.add_parser("docs", help="write the dbt docs site to data/docs/index.html")
+    docs = commands.add_parser("docs", help="write the dbt docs site to <data>/docs/index.html")
     docs.set_defaults(handler=_docs)
 
     summary = commands.add_parser("summary", help="what the build database holds")
@@ -219,9 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     marts.set_defaults(handler=_marts)
 
     up = commands.add_parser("up", help="start Airflow's services in the background (make up)")
-    up.add_argument(
-        "--port", type=int, default=int(os.environ.get("WAREHOUSE_AIRFLOW_PORT") or 8080)
-    )
+    up.add_argument("--port", type=int, help="UI and API port (default: WAREHOUSE_AIRFLOW_PORT)")
     up.set_defaults(handler=_up)
 
     down = commands.add_parser("down", help="stop the services `up` started (make down)")
@@ -233,10 +237,11 @@ def main(argv: list[str] | None = None) -> int:
     airflow_init.set_defaults(handler=_airflow_init)
 
     args = parser.parse_args(argv)
-    from warehouse.query import QueryError
+    settings = Settings.from_env()  # built once, here, and passed down
+    from warehouse.serve.query import QueryError
 
     try:
-        return args.handler(args)
+        return args.handler(args, settings)
     except QueryError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

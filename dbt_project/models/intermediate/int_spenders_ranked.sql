@@ -1,7 +1,8 @@
 {#-
     Who pays, ranked within each product line and month, at two levels: each customer, and each
     parent company (ASC 280 counts entities under common control as one customer, so the
-    parent level sums its customers). Only spenders with positive spend count.
+    parent level sums its customers). Every spender is ranked, those with no spend last; the
+    concentration measures count only spenders with positive spend.
 -#}
 with
 
@@ -55,12 +56,11 @@ ranked as (
         {{ safe_ratio(
             'spend_usd', 'sum(spend_usd) over (partition by level, month, product_line)'
         ) }} as share,
-        row_number() over (
+        cast(row_number() over (
             partition by level, month, product_line
             order by spend_usd desc, spender_id asc
-        ) as spender_rank
+        ) as bigint) as spender_rank
     from spenders
-    where spend_usd > 0
 )
 
 select * from ranked

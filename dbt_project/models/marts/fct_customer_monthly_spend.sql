@@ -8,17 +8,10 @@ customers as (
     select * from {{ ref('stg_raw__customers') }}
 ),
 
-with_totals as (
-    select
-        customer_months.*,
-        sum(customer_months.spend_usd)
-            over (partition by customer_months.month, customer_months.product_line)
-            as product_line_spend_usd,
-        row_number() over (
-            partition by customer_months.month, customer_months.product_line
-            order by customer_months.spend_usd desc, customer_months.customer_id asc
-        ) as rank_in_month
-    from customer_months
+ranked as (
+    -- Share of the product line's month and rank within it, as the concentration marts see them.
+    select * from {{ ref('int_spenders_ranked') }}
+    where level = 'customer'
 ),
 
 with_history as (
@@ -26,9 +19,16 @@ with_history as (
     -- spend last month has no month-on-month growth.
     select
         current_month.*,
+        ranked.share,
+        ranked.spender_rank as rank_in_month,
         previous_month.spend_usd as previous_month_spend_usd,
         previous_year.spend_usd as previous_year_spend_usd
-    from with_totals as current_month
+    from customer_months as current_month
+    inner join ranked
+        on
+            current_month.customer_id = ranked.spender_id
+            and current_month.product_line = ranked.product_line
+            and current_month.month = ranked.month
     left join customer_months as previous_month
         on
             current_month.customer_id = previous_month.customer_id
@@ -51,7 +51,7 @@ final as (
         with_history.product_line,
         cast(with_history.spend_usd as decimal(18, 2)) as spend_usd,
         with_history.tokens,
-        {{ safe_ratio('with_history.spend_usd', 'with_history.product_line_spend_usd') }} as share,
+        with_history.share,
         with_history.rank_in_month,
         {{ safe_ratio('with_history.spend_usd', 'with_history.previous_month_spend_usd') }} - 1
             as mom_growth,

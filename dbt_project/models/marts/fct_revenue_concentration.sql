@@ -5,26 +5,8 @@
 -#}
 with
 
-spenders as (
-    select * from {{ ref('int_spenders_ranked') }}
-),
-
 measured as (
-    select
-        month,
-        product_line,
-        level,
-        sum(spend_usd) as total_spend_usd,
-        count(*) as active_customers,
-        max(case when spender_rank = 1 then spender_name end) as top_customer_name,
-        sum(case when spender_rank = 1 then share else 0 end) as top1_share,
-        sum(case when spender_rank <= 5 then share else 0 end) as top5_share,
-        sum(case when spender_rank <= 10 then share else 0 end) as top10_share,
-        sum((share * 100) * (share * 100)) as hhi,
-        sum(case when share >= {{ var('major_customer_share') }} then 1 else 0 end)
-            as major_customers
-    from spenders
-    group by month, product_line, level
+    select * from {{ ref('int_revenue_months_measured') }}
 ),
 
 final as (
@@ -34,7 +16,7 @@ final as (
         level,
         cast(total_spend_usd as decimal(18, 2)) as total_spend_usd,
         active_customers,
-        top_customer_name,
+        top_spender_name as top_customer_name,
         top1_share,
         top5_share,
         top10_share,

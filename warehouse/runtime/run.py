@@ -3,8 +3,8 @@
 `warehouse run` runs the pipeline DAG this way and then, if it published, the report DAG, as
 the scheduler would on the published Asset's event (no scheduler runs here). Airflow's task
 logs go to a log file, so that what a person sees at the end is the run's outcome and the
-summary of what the build database holds. AIRFLOW_HOME and the DAGs folder must be set in the
-environment before this module runs (the Makefile does it).
+summary of what the build database holds. The caller applies its settings to the environment
+(`Settings.apply()`) before Airflow is first imported, since Airflow reads its home once.
 """
 
 from __future__ import annotations
@@ -13,33 +13,11 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from warehouse import config
-
-DAG_ID = "ai_revenue_warehouse"
-REPORT_DAG_ID = "ai_revenue_report"
-DAGS_FOLDER = config.REPO_ROOT / "dags"
-
-
-# Defaults for a quiet, offline Airflow and dbt (the Makefile sets the same); set before
-# airflow is imported.
-QUIET_ENVIRONMENT = {
-    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-    "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
-    "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
-    "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
-    "DO_NOT_TRACK": "1",
-    "GX_ANALYTICS_ENABLED": "False",
-}
-
-
-def quiet_environment() -> None:
-    for name, value in QUIET_ENVIRONMENT.items():
-        os.environ.setdefault(name, value)
+from warehouse.settings import DAG_ID, DAGS_FOLDER, WRITER_POOL, Settings
 
 
 @dataclass
@@ -84,17 +62,11 @@ def _output_to(log_file: Path):
             os.close(saved[1])
 
 
-def airflow_home(env: Mapping[str, str] | None = None) -> Path:
-    """AIRFLOW_HOME from `env` (this process's environment by default), as Airflow resolves it."""
-    env = os.environ if env is None else env
-    return Path(env.get("AIRFLOW_HOME") or Path.home() / "airflow")
-
-
-def prepare_airflow_home(env: dict[str, str] | None = None) -> Path:
-    """Create Airflow's metadata database (SQLite) and the writer pool, once per AIRFLOW_HOME
-    (the one in `env`, by default this process's environment)."""
-    env = dict(os.environ if env is None else env)
-    home = airflow_home(env)
+def prepare_airflow_home(settings: Settings, env: dict[str, str] | None = None) -> Path:
+    """Create Airflow's metadata database (SQLite) and the writer pool, once per Airflow home;
+    `env` is the environment the services will run with (the settings' by default)."""
+    env = {**os.environ, **settings.environment(), **(env or {})}
+    home = settings.airflow_home
     marker = home / ".warehouse-ready"
     if marker.exists():
         return home
@@ -103,7 +75,7 @@ def prepare_airflow_home(env: dict[str, str] | None = None) -> Path:
     with (home / "prepare.log").open("w") as log:
         for command in (
             ["db", "migrate"],
-            ["pools", "set", config.WRITER_POOL, "1", "serialises writers of build.duckdb"],
+            ["pools", "set", WRITER_POOL, "1", "serialises writers of build.duckdb"],
         ):
             subprocess.run(
                 airflow + command, check=True, stdout=log, stderr=subprocess.STDOUT, env=env
@@ -122,11 +94,12 @@ def load_dag(dag_id: str = DAG_ID):
     return bag.dags[dag_id]
 
 
-def run_once(log_file: Path | None = None, dag_id: str = DAG_ID) -> PipelineRun:
-    """Run the DAG once with `dag.test()`; the returned run says how it ended."""
-    log_file = log_file or config.data_dir() / "logs" / f"run_{datetime.now(UTC):%Y%m%dT%H%M%S}.log"
-    prepare_airflow_home()
-    with _output_to(log_file):
+def run_once(settings: Settings, log_file: Path | None = None, dag_id: str = DAG_ID) -> PipelineRun:
+    """Run the DAG once with `dag.test()` in this process, whose environment must already be
+    the settings' (the DAG's tasks build their settings from it); says how the run ended."""
+    log_file = log_file or settings.logs_dir / f"run_{datetime.now(UTC):%Y%m%dT%H%M%S}.log"
+    prepare_airflow_home(settings)
+    with settings.applied(), _output_to(log_file):
         dag = load_dag(dag_id)
         dag_run = dag.test()
     failed = _failed_tasks(dag_id, dag_run.run_id)

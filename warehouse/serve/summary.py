@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from warehouse import config
+from warehouse.audit.expectations import Check, format_failures, read_report
 from warehouse.db import connect
 from warehouse.publish import read_manifest
-from warehouse.validate import Check, format_failures, read_report
+from warehouse.settings import Settings
 
 # Current state: the latest ledger entry of each file (a file's rows were replaced by it).
 _SUMMARY_SQL = """
@@ -30,8 +28,10 @@ order by source
 """
 
 
-def build_summary(path: Path, run_id: str | None = None) -> dict:
-    with connect(path, read_only=True) as con:
+def build_summary(settings: Settings, run_id: str | None = None) -> dict:
+    """What the build database holds, the last validation and publish, and the headline."""
+    path = settings.build_db
+    with connect(path, settings, read_only=True) as con:
         cursor = con.execute(_SUMMARY_SQL, {"run_id": run_id})
         names = [column[0] for column in cursor.description]
         sources = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
@@ -44,8 +44,13 @@ def build_summary(path: Path, run_id: str | None = None) -> dict:
     return {
         "database": str(path),
         "run_id": run_id,
-        "validation": read_report(),
-        "published": read_manifest(),
+        "validation": read_report(settings),
+        "published": read_manifest(settings),
+        "published_paths": {
+            "warehouse": str(settings.published_db),
+            "exports": str(settings.exports_dir),
+            "manifest": str(settings.manifest),
+        },
         "sources": sources,
         "refused": [{"file_path": f, "problem": p} for f, p in refused],
         "headline": headline,
@@ -122,11 +127,11 @@ def _audit_lines(summary: dict) -> list[str]:
         this_run = published["run_id"] == summary["run_id"]
         when = "this run" if this_run else f"kept from run {published['run_id']}"
         marts = ", ".join(f"{name} {rows:,}" for name, rows in published["row_counts"].items())
-        data_dir = config.data_dir()
+        paths = summary["published_paths"]
         lines += [
-            f"published ({when}, {published['published_at']}): {data_dir / published['warehouse']}",
+            f"published ({when}, {published['published_at']}): {paths['warehouse']}",
             f"  marts (rows): {marts}",
-            f"  exports: {data_dir / 'exports'}/<mart>.parquet",
-            f"  manifest: {data_dir / 'manifest.json'}",
+            f"  exports: {paths['exports']}/<mart>.parquet",
+            f"  manifest: {paths['manifest']}",
         ]
     return lines

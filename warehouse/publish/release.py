@@ -23,36 +23,25 @@ from pathlib import Path
 
 import duckdb
 
-from warehouse import config, processes
 from warehouse.db import connect
+from warehouse.runtime import processes
+from warehouse.settings import REPO_ROOT, Settings
 
 # Oldest DuckDB release whose readers must open the published file (the duckdb-cli on PyPI,
 # BI drivers); the build database keeps the running DuckDB's own format.
 PUBLISHED_STORAGE_VERSION = "v1.4.0"
 
 
-def warehouse_path() -> Path:
-    return config.data_dir() / "warehouse.duckdb"
-
-
-def exports_dir() -> Path:
-    return config.data_dir() / "exports"
-
-
-def manifest_path() -> Path:
-    return config.data_dir() / "manifest.json"
-
-
-def read_manifest() -> dict | None:
+def read_manifest(settings: Settings) -> dict | None:
     """The last publish's manifest, or None before the first publish."""
-    path = manifest_path()
+    path = settings.manifest
     return json.loads(path.read_text()) if path.exists() else None
 
 
 def _git_revision() -> str | None:
     result = subprocess.run(
         ["git", "rev-parse", "HEAD"],
-        cwd=config.REPO_ROOT,
+        cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         check=False,
@@ -123,12 +112,13 @@ def _copy_comments(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _export_parquet(
-    database: Path, marts: list[str], folder: Path, suffix: str
+    settings: Settings, database: Path, marts: list[str], suffix: str
 ) -> dict[Path, Path]:
     """Write each mart to `<mart>.parquet<suffix>`; returns temporary path -> final path."""
+    folder = settings.exports_dir
     folder.mkdir(parents=True, exist_ok=True)
     moves = {}
-    with connect(database, read_only=True) as con:
+    with connect(database, settings, read_only=True) as con:
         for name in marts:
             final = folder / f"{name}.parquet"
             temporary = folder / f".{name}.parquet{suffix}"
@@ -153,10 +143,9 @@ def _swap_in(moves: dict[Path, Path]) -> None:
         os.replace(temporary, final)
 
 
-def publish(run_id: str, validation: dict, build_db: Path | None = None) -> dict:
+def publish(settings: Settings, run_id: str, validation: dict) -> dict:
     """Publish the build's marts with the validation that passed them; returns the manifest."""
-    build_db = build_db or config.build_db_path()
-    data_dir = config.data_dir()
+    data_dir = settings.data_dir
     suffix = f".tmp-{os.getpid()}"
     staged_db = data_dir / f".warehouse.duckdb{suffix}"
     staged_manifest = data_dir / f".manifest.json{suffix}"
@@ -166,22 +155,25 @@ def publish(run_id: str, validation: dict, build_db: Path | None = None) -> dict
         "published_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_revision": _git_revision(),
     }
-    _remove_stale_staging(data_dir, exports_dir())
+    _remove_stale_staging(data_dir, settings.exports_dir)
     try:
         staged_db.unlink(missing_ok=True)
-        counts = _copy_marts(build_db, staged_db, publication)
-        moves.update(_export_parquet(staged_db, list(counts), exports_dir(), suffix))
-        moves[staged_db] = warehouse_path()
+        counts = _copy_marts(settings.build_db, staged_db, publication)
+        moves.update(_export_parquet(settings, staged_db, list(counts), suffix))
+        moves[staged_db] = settings.published_db
         manifest = {
             **publication,
             # Paths relative to the data folder, so a copied folder stays self-consistent.
-            "warehouse": warehouse_path().name,
-            "exports": {name: f"{exports_dir().name}/{name}.parquet" for name in counts},
+            "warehouse": settings.published_db.name,
+            "exports": {
+                name: (settings.exports_dir / f"{name}.parquet").relative_to(data_dir).as_posix()
+                for name in counts
+            },
             "row_counts": counts,
             "validation": validation,
         }
         staged_manifest.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-        moves[staged_manifest] = manifest_path()
+        moves[staged_manifest] = settings.manifest
         _swap_in(moves)
     finally:
         for temporary in moves:

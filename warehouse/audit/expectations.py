@@ -17,10 +17,9 @@ from typing import Any
 
 import yaml
 
-from warehouse import config
 from warehouse.db import connect
+from warehouse.settings import EXPECTATIONS_DIR, Settings
 
-EXPECTATIONS_DIR = config.REPO_ROOT / "expectations"
 CLAIMS_SUITE = "claims"
 # A mart may shrink a little between publishes (a restated file) but not collapse, and may
 # grow (new months) but not explode.
@@ -90,9 +89,9 @@ def format_failures(failures: list[Check]) -> str:
     return "\n".join(lines)
 
 
-def read_report() -> dict | None:
+def read_report(settings: Settings) -> dict | None:
     """The last validation's summary, or None before the first validation."""
-    path = report_path()
+    path = settings.validation_report
     return json.loads(path.read_text()) if path.exists() else None
 
 
@@ -126,10 +125,10 @@ def _claims_suite(claims: list[dict]) -> dict:
     return {"expectations": expectations}
 
 
-def _frames(db_path: Path, marts: dict, claims: list[dict]) -> dict[str, Any]:
+def _frames(settings: Settings, marts: dict, claims: list[dict]) -> dict[str, Any]:
     """The dataframe each suite validates, read from the build database."""
     frames = {}
-    with connect(db_path, read_only=True) as con:
+    with connect(settings.build_db, settings, read_only=True) as con:
         for name, suite in marts.items():
             sql = suite.get("sql") or f"select * from {suite['table']}"
             frames[name] = con.execute(sql).df()
@@ -191,9 +190,7 @@ def _gx_expectation(spec: dict, gx):
 
 
 def validate(
-    run_id: str | None = None,
-    previous_manifest: dict | None = None,
-    db_path: Path | None = None,
+    settings: Settings, run_id: str | None = None, previous_manifest: dict | None = None
 ) -> ValidationReport:
     """Run every suite against the build database's marts; the report says what failed."""
     started = time.perf_counter()
@@ -202,9 +199,9 @@ def validate(
 
     marts, claims = load_specs()
     suites = {**marts, CLAIMS_SUITE: _claims_suite(claims)}
-    frames = _frames(db_path or config.build_db_path(), marts, claims)
+    frames = _frames(settings, marts, claims)
 
-    context = gx.get_context(mode="file", project_root_dir=str(config.data_dir()))
+    context = gx.get_context(mode="file", project_root_dir=str(settings.data_dir))
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = context.data_sources.add_or_update_pandas("warehouse_marts")
     report = ValidationReport(success=True, run_id=run_id)
@@ -219,10 +216,8 @@ def validate(
     # Once for all suites (per checkpoint it cost ~2 s of a ~3 s validation).
     context.build_data_docs()
     report.seconds = time.perf_counter() - started
-    report.data_docs = str(
-        config.data_dir() / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
-    )
-    _write_report(report)
+    report.data_docs = str(settings.data_docs)
+    _write_report(report, settings.validation_report)
     return report
 
 
@@ -280,11 +275,6 @@ def _checks(suite: str, result, parameters: dict) -> list[Check]:
     return checks
 
 
-def report_path() -> Path:
-    return config.data_dir() / "validation" / "result.json"
-
-
-def _write_report(report: ValidationReport) -> None:
-    path = report_path()
+def _write_report(report: ValidationReport, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report.summary(), indent=2, default=str))

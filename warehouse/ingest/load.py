@@ -19,9 +19,9 @@ from pathlib import Path
 
 import duckdb
 
-from warehouse import config
 from warehouse.db import connect
-from warehouse.sources import FILE_MONTH, SOURCES, Source
+from warehouse.ingest.sources import FILE_MONTH, SOURCES, Source
+from warehouse.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -413,15 +413,13 @@ def landing_files(source: Source, landing: Path) -> list[Path]:
     )
 
 
-def ingest_source(
-    name: str, run_id: str, landing: Path | None = None, db_path: Path | None = None
-) -> SourceResult:
+def ingest_source(name: str, run_id: str, settings: Settings) -> SourceResult:
     """Load every landing file of one source; refused files are reported after the rest load."""
     source = SOURCES[name]
-    landing = landing or config.landing_dir()
+    landing = settings.landing_dir
     result = SourceResult(name)
     refusals: list[FileRefusedError] = []
-    with connect(db_path or config.build_db_path()) as con:
+    with connect(settings.build_db, settings) as con:
         ensure_schema(con)
         for path in landing_files(source, landing):
             try:

@@ -25,8 +25,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from warehouse import config, processes
-from warehouse.pipeline import QUIET_ENVIRONMENT, airflow_home, prepare_airflow_home
+from warehouse.runtime import processes
+from warehouse.runtime.run import prepare_airflow_home
+from warehouse.settings import Settings
 
 SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
 USERNAME = "admin"
@@ -41,14 +42,12 @@ def _state_dir(home: Path) -> Path:
     return home / "services"
 
 
-def service_environment(home: Path, port: int) -> dict[str, str]:
+def service_environment(settings: Settings) -> dict[str, str]:
     """The environment every service (and every task process they start) runs with."""
+    port = settings.airflow_port
     return {
-        **QUIET_ENVIRONMENT,
         **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(config.REPO_ROOT / "dags"),
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        **settings.environment(),
         # Writers run one at a time (the duckdb_writer pool): a few worker processes suffice.
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USERNAME}:admin",
@@ -66,12 +65,12 @@ def password_file(home: Path) -> Path:
     return Path(configured) if configured else home / PASSWORD_FILE
 
 
-def ensure_password(home: Path) -> str:
+def ensure_password(settings: Settings) -> str:
     """The admin password: WAREHOUSE_AIRFLOW_PASSWORD, else the one kept in the password file,
     else a new random one written there (mode 0600)."""
-    path = password_file(home)
+    path = password_file(settings.airflow_home)
     stored = json.loads(path.read_text() or "{}") if path.exists() else {}
-    password = os.environ.get("WAREHOUSE_AIRFLOW_PASSWORD") or stored.get(USERNAME)
+    password = settings.airflow_password or stored.get(USERNAME)
     password = password or secrets.token_urlsafe(18)
     if stored.get(USERNAME) != password:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,19 +107,14 @@ class Stack:
         return _state_dir(self.home) / f"{service}.log"
 
 
-def start(
-    home: Path | None = None,
-    port: int = 8080,
-    services: tuple[str, ...] = SERVICES,
-    timeout: float = 120,
-) -> Stack:
+def start(settings: Settings, services: tuple[str, ...] = SERVICES, timeout: float = 120) -> Stack:
     """Start the services in the background and wait until the API answers."""
-    home = home or airflow_home()
+    home, port = settings.airflow_home, settings.airflow_port
     if alive := running(home):
         raise ServiceError(f"already running from {home}: {', '.join(alive)}; `make down` first")
-    env = service_environment(home, port)
-    prepare_airflow_home(env)
-    ensure_password(home)
+    env = service_environment(settings)
+    prepare_airflow_home(settings, env)
+    ensure_password(settings)
     state = _state_dir(home)
     state.mkdir(parents=True, exist_ok=True)
     children: dict[str, subprocess.Popen] = {}
@@ -157,9 +151,8 @@ def _wait_until_healthy(
     raise ServiceError(f"the API at {stack.url} did not answer within {timeout:.0f} s")
 
 
-def stop(home: Path | None = None, timeout: float = 30) -> list[str]:
-    """Stop every service started from this AIRFLOW_HOME (and its children); returns names."""
-    home = home or airflow_home()
+def stop(home: Path, timeout: float = 30) -> list[str]:
+    """Stop every service started from this Airflow home (and its children); returns names."""
     stopped = []
     pid_files = sorted(_state_dir(home).glob("*.pid"))
     for pid_file in pid_files:

@@ -21,18 +21,14 @@ from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure  # without pyplot: no display, no global state
 from matplotlib.ticker import PercentFormatter
 
-from warehouse import config
-from warehouse.query import open_published
+from warehouse.serve.query import open_published
+from warehouse.settings import Settings
 
 PRODUCT_LINE = "azure_openai"
 LEVELS = {"customer": "by customer", "parent_company": "by parent company"}
 # Customer and parent lines often coincide (TikTok is ByteDance's only customer): dash one.
 LINE_STYLES = {"customer": "-", "parent_company": "--"}
 TOP_CUSTOMERS = 5
-
-
-def report_dir() -> Path:
-    return config.data_dir() / "report"
 
 
 @dataclass
@@ -43,7 +39,7 @@ class Chart:
     figure: Figure
 
 
-def _frames(warehouse: Path | None) -> dict[str, pd.DataFrame]:
+def _frames(warehouse: Path) -> dict[str, pd.DataFrame]:
     """What the charts and tables show, read in one read-only connection (one snapshot)."""
     queries = {
         "publication": "select run_id, published_at, git_revision from meta.publication",
@@ -247,10 +243,10 @@ def _png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def render_report(warehouse: Path | None = None, out_dir: Path | None = None) -> Path:
+def render_report(settings: Settings) -> Path:
     """Render the report of the published warehouse; returns the path of `index.html`."""
-    frames = _frames(warehouse)
-    out_dir = out_dir or report_dir()
+    frames = _frames(settings.published_db)
+    out_dir = settings.report_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     charts = [
         _concentration_chart(frames["concentration"]),

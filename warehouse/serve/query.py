@@ -17,21 +17,21 @@ from pathlib import Path
 
 import duckdb
 
-from warehouse.publish import read_manifest, warehouse_path
+from warehouse.publish import read_manifest
+from warehouse.settings import Settings
 
 
 class QueryError(Exception):
     """A query that could not run, with a one-line reason for the user."""
 
 
-def open_published(path: Path | None = None) -> duckdb.DuckDBPyConnection:
-    path = path or warehouse_path()
+def open_published(path: Path) -> duckdb.DuckDBPyConnection:
     if not path.exists():
         raise QueryError(f"no published warehouse at {path}; run `make run` first")
     return duckdb.connect(str(path), read_only=True, config={"enable_external_access": False})
 
 
-def run_query(sql: str, path: Path | None = None) -> tuple[list[str], list[tuple]]:
+def run_query(sql: str, path: Path) -> tuple[list[str], list[tuple]]:
     """Run one SQL statement against the published warehouse; returns (columns, rows)."""
     with open_published(path) as con:
         try:
@@ -91,7 +91,7 @@ def format_rows(columns: list[str], rows: list[tuple], fmt: str = "table") -> st
     return "\n".join(body)
 
 
-def describe_marts(path: Path | None = None) -> list[dict]:
+def describe_marts(path: Path) -> list[dict]:
     """Every published mart with its description and its columns' types and descriptions
     (dbt's docs, carried into the published file as comments)."""
     with open_published(path) as con:
@@ -118,12 +118,9 @@ def describe_marts(path: Path | None = None) -> list[dict]:
     ]
 
 
-def status() -> dict:
+def status(settings: Settings) -> dict:
     """The last publish, from its manifest."""
-    manifest = read_manifest()
+    manifest = read_manifest(settings)
     if manifest is None:
-        raise QueryError(
-            f"nothing published yet (no {warehouse_path().parent / 'manifest.json'}); "
-            "run `make run` first"
-        )
+        raise QueryError(f"nothing published yet (no {settings.manifest}); run `make run` first")
     return manifest

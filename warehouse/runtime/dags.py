@@ -9,12 +9,12 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Asset
 
-from warehouse import config
+from warehouse.settings import Settings
 
 PUBLISHED_WAREHOUSE = Asset(name="ai_revenue_warehouse_published")
 
 
-def dag_settings() -> dict:
+def dag_settings(settings: Settings) -> dict:
     """Start date, one run at a time, no catch-up, and retries for the DAGs' `@dag(...)`."""
     return {
         "start_date": pendulum.datetime(2024, 1, 1, tz="UTC"),
@@ -22,6 +22,6 @@ def dag_settings() -> dict:
         "max_active_runs": 1,
         "default_args": {
             "retries": 2,
-            "retry_delay": pendulum.duration(seconds=config.retry_delay_seconds()),
+            "retry_delay": pendulum.duration(seconds=settings.retry_delay_seconds),
         },
     }

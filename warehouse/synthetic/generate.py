@@ -2,7 +2,7 @@
 
 Customer-level spend is not public beyond a few reported figures, so the usage files are
 synthetic: each customer gets a monthly spend target per product line (the real customers'
-targets are calibrated to the reported claims, see shared/FACTS.md), and the target is spread
+targets are calibrated to the reported claims, see seeds/README.md), and the target is spread
 over days (weekday/weekend, in-month growth, noise) and models. Every number comes from a
 random generator seeded by a fixed seed and the row's own coordinates, so the same seed
 always writes the same bytes, and rows are written as they are made (flat memory at any size).
@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from warehouse.reported import EARNINGS_COLUMNS, REAL_CUSTOMERS, earnings_rows
-from warehouse.sources import CUSTOMERS, USAGE
+from warehouse.ingest.sources import CUSTOMERS, EARNINGS, USAGE
+from warehouse.reference import ACCEPTED
+from warehouse.synthetic.reported import earnings_rows, real_customers
 
 DEFAULT_SEED = 20240731  # the day the reference report was published
 FIRST_MONTH = date(2023, 1, 1)
@@ -127,7 +128,10 @@ MODELS = {
 }
 
 _TAIL_INDUSTRIES = ["retail", "software", "banking", "media", "healthcare", "education"]
-_TAIL_SEGMENTS = ["enterprise", "mid_market", "digital_native"]
+# The tail draws from every accepted segment but `strategic`, which marks named partners.
+_TAIL_SEGMENTS = [segment for segment in ACCEPTED["segments"] if segment != "strategic"]
+if unknown := set(MODELS) - set(ACCEPTED["product_lines"]):
+    raise ValueError(f"product lines {sorted(unknown)} are not in the accepted set")
 
 
 @dataclass(frozen=True)
@@ -157,8 +161,7 @@ class Plan:
     def __init__(self, tail_size: int = DEFAULT_TAIL, seed: int = DEFAULT_SEED):
         self.seed = seed
         self.customers: list[Customer] = [
-            Customer(cid, name, parent, industry, segment, country, False, source)
-            for cid, name, parent, industry, segment, country, source in REAL_CUSTOMERS
+            Customer(**{**row, "is_synthetic": False}) for row in real_customers()
         ]
         self.customers += [
             Customer(
@@ -350,7 +353,9 @@ def write_landing(
             CUSTOMERS.header,
             ([*vars(c).values()] for c in plan.customers),
         ),
-        "earnings.csv": _write_csv(out / "earnings.csv", EARNINGS_COLUMNS, earnings_rows()),
+        "earnings.csv": _write_csv(
+            out / "earnings.csv", EARNINGS.header, (row.values() for row in earnings_rows())
+        ),
     }
     seen = kept = 0
     for month in months():

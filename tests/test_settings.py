@@ -1,0 +1,121 @@
+"""One home for each setting: `Settings` is built from the environment once per entry point,
+owns every path, and is the only place in Python that reads `WAREHOUSE_*` or sets the quiet
+environment; the Makefile and docker-compose.yml read the same `quiet.env`."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import REPO
+from warehouse.settings import DAGS_FOLDER, QUIET_ENV_FILE, QUIET_ENVIRONMENT, Settings
+
+PYTHON_SOURCES = [
+    p
+    for folder in ("warehouse", "dags", "benchmarks")
+    for p in (REPO / folder).rglob("*.py")
+    if p.name != "settings.py"
+]
+
+
+def test_defaults_resolve_against_the_repository_whatever_the_working_directory():
+    settings = Settings.from_env({})
+
+    assert settings.landing_dir == REPO / "seeds"
+    assert settings.data_dir == REPO / "data"
+    assert settings.airflow_home == REPO / ".airflow"
+    assert settings.build_db == REPO / "data" / "build.duckdb"
+    assert settings.published_db == REPO / "data" / "warehouse.duckdb"
+    assert settings.duckdb_memory_limit == "4GB" and settings.retry_delay_seconds == 60
+
+
+def test_the_environment_overrides_and_round_trips(tmp_path):
+    env = {
+        "WAREHOUSE_LANDING_DIR": "elsewhere",  # relative: against the repository
+        "WAREHOUSE_DATA_DIR": str(tmp_path),
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        "WAREHOUSE_DUCKDB_MEMORY_LIMIT": "1GB",
+        "WAREHOUSE_RETRY_DELAY_SECONDS": "5",
+        "WAREHOUSE_AIRFLOW_PORT": "9090",
+    }
+    settings = Settings.from_env(env)
+
+    assert settings.landing_dir == REPO / "elsewhere"
+    assert settings.manifest == tmp_path / "manifest.json"
+    assert (settings.duckdb_memory_limit, settings.retry_delay_seconds) == ("1GB", 5)
+    assert settings.airflow_port == 9090
+    # What a child process is given describes the same settings.
+    assert Settings.from_env(settings.environment()) == settings
+    child = settings.environment()
+    assert child["AIRFLOW__CORE__DAGS_FOLDER"] == str(DAGS_FOLDER)
+    assert QUIET_ENVIRONMENT.items() <= child.items()
+
+
+def test_quiet_environment_turns_off_every_tools_telemetry():
+    assert QUIET_ENVIRONMENT == {
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
+        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+        "DO_NOT_TRACK": "1",
+        "GX_ANALYTICS_ENABLED": "False",
+    }
+
+
+def test_makefile_and_compose_take_the_quiet_environment_from_quiet_env():
+    exported = subprocess.run(
+        ["make", "-s", "-f", "-", "show"],
+        input=(REPO / "Makefile").read_text() + "\nshow:\n\t@env\n",
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    environment = dict(line.split("=", 1) for line in exported.splitlines() if "=" in line)
+    assert QUIET_ENVIRONMENT.items() <= environment.items()
+    assert not any(name in (REPO / "Makefile").read_text() for name in QUIET_ENVIRONMENT)
+
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    for name, service in compose["services"].items():
+        if name.startswith("airflow"):
+            assert service["env_file"] == QUIET_ENV_FILE.name
+            assert not set(service["environment"]) & set(QUIET_ENVIRONMENT), name
+
+
+def test_settings_is_the_only_python_reader_of_warehouse_variables_and_quiet_setter():
+    reads = re.compile(r"(environ|getenv)[^\n]{0,40}[\"']WAREHOUSE_")
+    quiet = re.compile("|".join(re.escape(name) for name in QUIET_ENVIRONMENT))
+    offenders = {
+        str(path.relative_to(REPO)): hit.group(0)
+        for path in PYTHON_SOURCES
+        for pattern in (reads, quiet)
+        if (hit := pattern.search(path.read_text()))
+    }
+    assert offenders == {}
+    assert len(PYTHON_SOURCES) > 20  # the scan saw the package
+
+
+def test_no_stage_decides_a_path_of_the_data_folder():
+    """Paths in the data folder are Settings properties; no module builds them by hand."""
+    hand_built = re.compile(
+        r"data_dir\(?\)?\s*/\s*[\"'](build|warehouse)\.duckdb|manifest\.json[\"']"
+    )
+    offenders = [
+        str(p.relative_to(REPO)) for p in PYTHON_SOURCES if hand_built.search(p.read_text())
+    ]
+    assert offenders == []
+
+
+def test_stages_take_settings_explicitly(tmp_path: Path):
+    """A stage writes where the settings it is given say, whatever this process's environment."""
+    from warehouse.ingest import ingest_source
+
+    settings = Settings.from_env({}).with_folders(
+        landing_dir=REPO / "seeds", data_dir=tmp_path / "data"
+    )
+    ingest_source("earnings", "run", settings)
+
+    assert (tmp_path / "data" / "build.duckdb").exists()

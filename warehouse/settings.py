@@ -1,0 +1,190 @@
+"""Every setting of the warehouse, in one object built once at each entry point.
+
+The CLI, each DAG task and the test fixtures call `Settings.from_env()` (or build one for a
+temporary folder) and pass it to the stage functions; nothing below this module reads a
+`WAREHOUSE_*` variable or decides a path. Relative folders resolve against the repository
+root, so a DAG task (whose working directory is wherever Airflow started) and a shell in the
+repo agree on the same files.
+
+| variable | default | meaning |
+| --- | --- | --- |
+| `WAREHOUSE_LANDING_DIR` | `seeds` | where raw files land |
+| `WAREHOUSE_DATA_DIR` | `data` | build and published databases, exports, reports, logs |
+| `AIRFLOW_HOME` | `.airflow` | the local Airflow's metadata database and logs |
+| `WAREHOUSE_DUCKDB_MEMORY_LIMIT` | `4GB` | DuckDB's memory limit; it spills beyond it |
+| `WAREHOUSE_RETRY_DELAY_SECONDS` | `60` | Airflow's wait before retrying a failed task |
+| `WAREHOUSE_AIRFLOW_PORT` | `8080` | the UI and REST API of `make up` |
+| `WAREHOUSE_AIRFLOW_PASSWORD` | generated | the admin password of `make up` (and compose) |
+| `WAREHOUSE_DBT_EXECUTABLE` | the venv's `dbt` | dbt, where an image installs it elsewhere |
+
+The quiet environment (telemetry and tracking off) is `quiet.env` at the repository root, the
+one file the Makefile, docker-compose.yml and this module read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DAGS_FOLDER = REPO_ROOT / "dags"
+DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+EXPECTATIONS_DIR = REPO_ROOT / "expectations"
+QUIET_ENV_FILE = REPO_ROOT / "quiet.env"
+
+# Airflow pool with one slot: every task that writes the build database runs in it, because
+# DuckDB allows one read-write process per file.
+WRITER_POOL = "duckdb_writer"
+DAG_ID = "ai_revenue_warehouse"
+REPORT_DAG_ID = "ai_revenue_report"
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    pairs = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            pairs[name.strip()] = value.strip()
+    return pairs
+
+
+QUIET_ENVIRONMENT: dict[str, str] = _read_env_file(QUIET_ENV_FILE)
+# The dbt installed beside the running Python (the project's virtual environment).
+VENV_DBT = Path(sys.executable).with_name("dbt")
+
+
+def _folder(env: Mapping[str, str], variable: str, default: str) -> Path:
+    path = Path(env.get(variable) or default)
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the warehouse reads and writes, and how its engines are bounded."""
+
+    landing_dir: Path
+    data_dir: Path
+    airflow_home: Path
+    duckdb_memory_limit: str = "4GB"
+    retry_delay_seconds: int = 60
+    airflow_port: int = 8080
+    airflow_password: str | None = None
+    dbt_executable: Path = VENV_DBT
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The settings a process is configured with (this process's environment by default)."""
+        env = os.environ if env is None else env
+        defaults = cls.__dataclass_fields__
+        return cls(
+            landing_dir=_folder(env, "WAREHOUSE_LANDING_DIR", "seeds"),
+            data_dir=_folder(env, "WAREHOUSE_DATA_DIR", "data"),
+            airflow_home=_folder(env, "AIRFLOW_HOME", ".airflow"),
+            duckdb_memory_limit=env.get("WAREHOUSE_DUCKDB_MEMORY_LIMIT")
+            or defaults["duckdb_memory_limit"].default,
+            retry_delay_seconds=int(
+                env.get("WAREHOUSE_RETRY_DELAY_SECONDS") or defaults["retry_delay_seconds"].default
+            ),
+            airflow_port=int(env.get("WAREHOUSE_AIRFLOW_PORT") or defaults["airflow_port"].default),
+            airflow_password=env.get("WAREHOUSE_AIRFLOW_PASSWORD") or None,
+            dbt_executable=Path(
+                env.get("WAREHOUSE_DBT_EXECUTABLE") or defaults["dbt_executable"].default
+            ),
+        )
+
+    def with_folders(self, landing_dir: Path | None = None, data_dir: Path | None = None):
+        """The same settings over other folders (a test's, a benchmark's)."""
+        return replace(
+            self,
+            landing_dir=landing_dir or self.landing_dir,
+            data_dir=data_dir or self.data_dir,
+        )
+
+    # The data folder's layout: the one definition of each path in it.
+    @property
+    def build_db(self) -> Path:
+        """The pipeline's own read-write database; users never open it."""
+        return self.data_dir / "build.duckdb"
+
+    @property
+    def published_db(self) -> Path:
+        """The published warehouse users and BI tools open read-only."""
+        return self.data_dir / "warehouse.duckdb"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.data_dir / "exports"
+
+    @property
+    def manifest(self) -> Path:
+        return self.data_dir / "manifest.json"
+
+    @property
+    def validation_report(self) -> Path:
+        return self.data_dir / "validation" / "result.json"
+
+    @property
+    def data_docs(self) -> Path:
+        """Great Expectations' Data Docs (GX keeps its project in `gx/` of the data folder)."""
+        return self.data_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.data_dir / "report"
+
+    @property
+    def dbt_docs(self) -> Path:
+        return self.data_dir / "docs" / "index.html"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def spill_dir(self) -> Path:
+        """Where DuckDB spills beyond its memory limit."""
+        return self.data_dir / "duckdb_tmp"
+
+    def environment(self) -> dict[str, str]:
+        """The variables a child process (Airflow, dbt, a service) needs to see these settings:
+        the quiet environment, Airflow's home and DAGs folder, and the warehouse's own."""
+        env = {
+            **QUIET_ENVIRONMENT,
+            "AIRFLOW_HOME": str(self.airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "WAREHOUSE_LANDING_DIR": str(self.landing_dir),
+            "WAREHOUSE_DATA_DIR": str(self.data_dir),
+            "WAREHOUSE_DUCKDB_MEMORY_LIMIT": self.duckdb_memory_limit,
+            "WAREHOUSE_RETRY_DELAY_SECONDS": str(self.retry_delay_seconds),
+            "WAREHOUSE_AIRFLOW_PORT": str(self.airflow_port),
+            "WAREHOUSE_DBT_EXECUTABLE": str(self.dbt_executable),
+        }
+        if self.airflow_password:
+            env["WAREHOUSE_AIRFLOW_PASSWORD"] = self.airflow_password
+        return env
+
+    def apply(self) -> None:
+        """Make these settings this process's environment, before Airflow is imported (Airflow
+        reads AIRFLOW_HOME once, at import) and for every child process it starts."""
+        os.environ.update(self.environment())
+
+    @contextlib.contextmanager
+    def applied(self) -> Iterator[Settings]:
+        """These settings as the environment for a while (a DAG run in this process, whose
+        tasks read their settings from it), then the environment as it was."""
+        saved = {name: os.environ.get(name) for name in self.environment()}
+        self.apply()
+        try:
+            yield self
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value

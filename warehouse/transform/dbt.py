@@ -1,0 +1,58 @@
+"""The dbt project: where it lives, and running dbt on it with the pipeline's settings."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from warehouse.settings import DBT_PROJECT_DIR, Settings
+
+PROFILES_YML = DBT_PROJECT_DIR / "profiles.yml"
+PROFILE_NAME = "ai_revenue"
+TARGET_NAME = "build"
+
+
+def dbt_env(settings: Settings) -> dict[str, str]:
+    """What dbt needs in its environment: the settings as variables, with the data folder as an
+    absolute path (Cosmos runs dbt from a temporary copy of the project, so a relative default
+    would point elsewhere)."""
+    return settings.environment()
+
+
+def dbt_command(settings: Settings, *args: str) -> list[str]:
+    return [
+        str(settings.dbt_executable),
+        *args,
+        "--project-dir",
+        str(DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(DBT_PROJECT_DIR),
+    ]
+
+
+def run_dbt(settings: Settings, *args: str) -> subprocess.CompletedProcess:
+    """Run a dbt command on the project with the settings' environment; fail with its output."""
+    result = subprocess.run(
+        dbt_command(settings, *args),
+        env={**os.environ, **dbt_env(settings)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"dbt {' '.join(args)} failed:\n{result.stdout[-4000:]}{result.stderr[-2000:]}"
+        )
+    return result
+
+
+def generate_docs(settings: Settings) -> Path:
+    """Write dbt's documentation site as one self-contained HTML file (no CDN, works offline),
+    with the catalog read from the build database."""
+    run_dbt(settings, "docs", "generate", "--static")
+    out = settings.dbt_docs
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(DBT_PROJECT_DIR / "target" / "static_index.html", out)
+    return out
