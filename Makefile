@@ -43,11 +43,13 @@ $(VENV)/.synced: pyproject.toml uv.lock
 setup: $(VENV)/.synced
 
 # Chromium (Debian's package) opens the rendered report and the Superset dashboard headless in
-# the tests; chromium-driver lets the Superset test drive it (through Superset's own selenium).
+# the tests; chromium-driver lets the Superset test drive it (through Superset's own selenium),
+# and PostgreSQL holds that test's Superset metadata, as in docker-compose.yml.
 test-packages:
-	@{ command -v chromium && command -v chromedriver; } >/dev/null || { $(SUDO) apt-get update -qq && \
+	@{ command -v chromium && command -v chromedriver && ls /usr/lib/postgresql/*/bin/initdb; } \
+	  >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	    chromium chromium-driver; }
+	    chromium chromium-driver postgresql; }
 
 # The Superset image's lock (bi/superset/requirements.lock), for the image's Python 3.10.
 superset-lock:

@@ -145,5 +145,7 @@ def test_superset_bootstrap_defaults_are_the_compose_mounts():
     assert superset["environment"]["SUPERSET_CONFIG_PATH"] == (
         f"{defaults['SUPERSET_BI_DIR']}/superset_config.py"
     )
-    # Superset's metadata is the compose's Postgres: no SUPERSET_DATABASE_URI override.
-    assert "SUPERSET_DATABASE_URI" not in superset["environment"]
+    # Superset's metadata is the compose's Postgres service (the native test sets its own).
+    config = (REPO / "bi/superset/superset_config.py").read_text()
+    assert "os.environ.get('SUPERSET_DB_HOST', 'postgres')" in config
+    assert not {"SUPERSET_DB_HOST", "SUPERSET_DB_PORT"} & set(superset["environment"])

@@ -4,8 +4,10 @@ project's CLI; then a second publish under the live Superset.
 
 No Docker engine runs here, so the container's steps run on this machine: Superset is installed
 from bi/superset/requirements.lock (the lock the Dockerfile installs) into a cached environment
-of its own (.cache/superset-<lock hash>/), bootstrap.sh runs with the container's paths and
-port taken from the environment, the REST API and headless Chromium check what it serves.
+of its own (.cache/superset-<lock hash>/), Superset's metadata goes to a PostgreSQL cluster
+of the test's own (made as the compose's init script makes it), bootstrap.sh runs with the
+container's paths and port taken from the environment, and the REST API and headless Chromium
+check what it serves.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -230,10 +234,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def stop(process: subprocess.Popen) -> None:
+def stop(process: subprocess.Popen, first: signal.Signals = signal.SIGTERM) -> None:
     """Ends the process's whole session (bootstrap.sh, gunicorn and its workers)."""
     if process.poll() is None:
-        for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        for sig, wait in ((first, 20), (signal.SIGKILL, 10)):
             try:
                 os.killpg(process.pid, sig)
             except ProcessLookupError:
@@ -245,8 +249,105 @@ def stop(process: subprocess.Popen) -> None:
                 continue
 
 
+def as_postgres(command: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: as root, run its programs as the postgres user."""
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
 @pytest.fixture(scope="module")
-def stack(superset_env, tmp_path_factory):
+def postgres():
+    """Superset's metadata database as the compose has it: a PostgreSQL cluster (Debian's
+    package) on 127.0.0.1, its `superset` user and database made by the compose's own
+    docker/postgres/init-superset-db.sh. Yields the environment Superset needs to reach it."""
+    versions = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3])
+    )
+    assert versions, "PostgreSQL is missing: `make test-packages` installs Debian's package"
+    bindir = versions[-1].parent
+    # Its own folder, outside pytest's (mode 0700) tree so that the postgres user reaches it.
+    root = Path(tempfile.mkdtemp(prefix="superset-postgres-"))
+    password, superset_password = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    (root / "pwfile").write_text(password + "\n")
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+        shutil.chown(root / "pwfile", "postgres")
+    port = free_port()
+    process = None
+    try:
+        subprocess.run(
+            as_postgres(
+                [
+                    str(bindir / "initdb"),
+                    "--pgdata",
+                    str(root / "data"),
+                    "--username",
+                    "airflow",
+                    "--pwfile",
+                    str(root / "pwfile"),
+                    "--auth",
+                    "scram-sha-256",
+                    "--no-instructions",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        process = subprocess.Popen(
+            as_postgres(
+                [
+                    str(bindir / "postgres"),
+                    "-D",
+                    str(root / "data"),
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    "-p",
+                    str(port),
+                    "-c",
+                    f"unix_socket_directories={root}",
+                ]
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=(root / "postgres.log").open("w"),
+            start_new_session=True,
+        )
+        client = {
+            **os.environ,
+            "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}",
+            "PGHOST": "127.0.0.1",
+            "PGPORT": str(port),
+            "PGPASSWORD": password,
+        }
+        deadline = time.monotonic() + 60
+        while subprocess.run(["pg_isready", "--quiet"], env=client, timeout=10).returncode:
+            assert process.poll() is None, (root / "postgres.log").read_text()
+            assert time.monotonic() < deadline, "PostgreSQL did not start in 60 s"
+            time.sleep(0.5)
+        subprocess.run(
+            ["bash", str(REPO / "docker/postgres/init-superset-db.sh")],
+            env={
+                **client,
+                "POSTGRES_USER": "airflow",
+                "POSTGRES_DB": "postgres",
+                "SUPERSET_DB_PASSWORD": superset_password,
+            },
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        yield {
+            "SUPERSET_DB_HOST": "127.0.0.1",
+            "SUPERSET_DB_PORT": str(port),
+            "SUPERSET_DB_PASSWORD": superset_password,
+        }
+    finally:
+        if process is not None:
+            stop(process, first=signal.SIGINT)  # PostgreSQL's fast shutdown
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def stack(superset_env, postgres, tmp_path_factory):
     """A published warehouse and Superset serving it, started by bootstrap.sh."""
     started = time.monotonic()
     tmp = tmp_path_factory.mktemp("superset")
@@ -265,8 +366,8 @@ def stack(superset_env, tmp_path_factory):
         "SUPERSET_HOME": str(home / "superset"),
         "SUPERSET_BI_DIR": str(BI),
         "WAREHOUSE_DATA_DIR": str(data),
-        "SUPERSET_DATABASE_URI": f"sqlite:///{home / 'superset.db'}",
-        "SUPERSET_SECRET_KEY": hashlib.sha256(os.urandom(32)).hexdigest(),
+        **postgres,
+        "SUPERSET_SECRET_KEY": secrets.token_urlsafe(32),
         "SUPERSET_ADMIN_PASSWORD": ADMIN[1],
         "SUPERSET_ANALYST_PASSWORD": ANALYST[1],
         "SUPERSET_BIND_ADDRESS": "127.0.0.1",

@@ -4,10 +4,12 @@ from the environment (.env)."""
 import os
 
 SECRET_KEY = os.environ["SUPERSET_SECRET_KEY"]
-# Superset's own metadata: the compose's Postgres, unless SUPERSET_DATABASE_URI names another
-# (the native test gives it a SQLite file of its own).
-SQLALCHEMY_DATABASE_URI = os.environ.get("SUPERSET_DATABASE_URI") or (
-    f"postgresql+psycopg2://superset:{os.environ['SUPERSET_DB_PASSWORD']}@postgres:5432/superset"
+# Superset's own metadata: the `superset` database of the compose's Postgres (the native test
+# gives its own cluster's address).
+SQLALCHEMY_DATABASE_URI = (
+    f"postgresql+psycopg2://superset:{os.environ['SUPERSET_DB_PASSWORD']}"
+    f"@{os.environ.get('SUPERSET_DB_HOST', 'postgres')}"
+    f":{os.environ.get('SUPERSET_DB_PORT', '5432')}/superset"
 )
 # The warehouse connection is read-only; nobody uploads files into it.
 CSV_EXTENSIONS: set[str] = set()
