@@ -65,10 +65,10 @@ def locked() -> dict[str, str]:
     return pins
 
 
-def uv() -> str:
+def uv() -> list[str]:
+    """uv as the Makefile finds it: on PATH, or the module `make setup` installs with pip."""
     found = shutil.which("uv")
-    assert found, "uv is missing: `make setup` installs it"
-    return found
+    return [found] if found else ["python3", "-m", "uv"]
 
 
 # --- the image's requirements: a lock, for the image's Python ------------------------------
@@ -113,7 +113,7 @@ def test_lock_resolves_for_the_image_python(tmp_path):
     out = tmp_path / "resolved.txt"
     subprocess.run(
         [
-            uv(),
+            *uv(),
             "pip",
             "compile",
             "--quiet",
@@ -190,13 +190,13 @@ def superset_env() -> Path:
         home.mkdir(parents=True)
         env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
         subprocess.run(
-            [uv(), "venv", "--quiet", "--python", TEST_PYTHON, str(venv)],
+            [*uv(), "venv", "--quiet", "--python", TEST_PYTHON, str(venv)],
             check=True,
             timeout=120,
             env=env,
         )
         subprocess.run(
-            [uv(), "pip", "sync", "--quiet", "--python", str(venv / "bin/python"), str(LOCK)],
+            [*uv(), "pip", "sync", "--quiet", "--python", str(venv / "bin/python"), str(LOCK)],
             check=True,
             timeout=INSTALL_TIMEOUT,
             env=env,
