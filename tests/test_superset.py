@@ -46,8 +46,9 @@ TEST_PYTHON = "3.11"
 CACHE = REPO / ".cache"
 SCREENSHOT = CACHE / "superset-dashboard.png"
 DASHBOARD = "revenue-concentration"
-ANALYST = ("analyst", "analyst-password-for-tests")
-ADMIN = ("admin", "admin-password-for-tests")
+# The two logins bootstrap.sh makes, with passwords generated for this run.
+ANALYST = ("analyst", secrets.token_urlsafe(16))
+ADMIN = ("admin", secrets.token_urlsafe(16))
 # Bounds on every wait, in seconds.
 INSTALL_TIMEOUT = 900
 RUN_TIMEOUT = 600
