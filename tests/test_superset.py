@@ -47,8 +47,8 @@ CACHE = REPO / ".cache"
 SCREENSHOT = CACHE / "superset-dashboard.png"
 DASHBOARD = "revenue-concentration"
 # The two logins bootstrap.sh makes, with passwords generated for this run.
-ANALYST = ("analyst", secrets.token_urlsafe(16))
-ADMIN = ("admin", secrets.token_urlsafe(16))
+ANALYST = ("analyst", secrets.token_hex(16))
+ADMIN = ("admin", secrets.token_hex(16))
 # Bounds on every wait, in seconds.
 INSTALL_TIMEOUT = 900
 RUN_TIMEOUT = 600
