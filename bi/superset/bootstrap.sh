@@ -2,7 +2,8 @@
 # Superset's start: migrate its metadata, create the admin, import the warehouse connection,
 # datasets and dashboard (bi/superset/dashboard/), create the read-only Analyst role (and its
 # user), then serve. docker-compose.yml runs it in the container with the defaults below;
-# tests/test_superset.py runs this same script natively, only with other paths and port.
+# tests/test_superset.py runs this same script natively, only with other paths, port and
+# metadata database address (SUPERSET_DB_HOST, SUPERSET_DB_PORT: see superset_config.py).
 set -euo pipefail
 
 # This folder (the config, the bundle, analyst_role.py): mounted at /app/warehouse_bi.
