@@ -57,6 +57,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if settings.build_db.exists():
         print(format_summary(build_summary(settings, run_id=run.run_id)))
     if not run.succeeded:
+        if "transform (failed)" in run.failed_tasks:
+            from warehouse.serve.summary import dbt_failures, format_dbt_failures
+
+            print(format_dbt_failures(dbt_failures(settings)), file=sys.stderr)
         print(f"error: failed tasks: {', '.join(run.failed_tasks)}; see the log", file=sys.stderr)
         return 1
     if args.no_report:
