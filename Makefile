@@ -23,7 +23,7 @@ export UV_PYTHON_DOWNLOADS := never
 # Debian packages come through apt, with sudo unless we are root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup test-packages run up down test lint format docs seeds bench clean
+.PHONY: help setup spark-setup test-packages run up down test lint format docs seeds bench clean
 
 help:
 	@echo "make run    set everything up and run the pipeline DAG once (Airflow, DuckDB)"
@@ -41,6 +41,15 @@ $(VENV)/.synced: pyproject.toml uv.lock
 	@touch $@
 
 setup: $(VENV)/.synced
+
+# Apache Spark (pyspark, dbt-spark; about 460 MB of jars) is an optional extra, never part of
+# the default install: `make run` stays DuckDB-only. The Spark tests call this target first.
+$(VENV)/.synced-spark: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --frozen --all-groups --extra spark
+	@touch $(VENV)/.synced $@
+
+spark-setup: $(VENV)/.synced-spark
 
 # Chromium (Debian's package) opens the rendered report headless in the tests.
 test-packages:
