@@ -55,10 +55,10 @@ ranked as (
         {{ safe_ratio(
             'spend_usd', 'sum(spend_usd) over (partition by level, month, product_line)'
         ) }} as share,
-        row_number() over (
+        cast(row_number() over (
             partition by level, month, product_line
             order by spend_usd desc, spender_id asc
-        ) as spender_rank
+        ) as bigint) as spender_rank
     from spenders
     where spend_usd > 0
 )

@@ -14,10 +14,11 @@ with_totals as (
         sum(customer_months.spend_usd)
             over (partition by customer_months.month, customer_months.product_line)
             as product_line_spend_usd,
-        row_number() over (
+        -- row_number() is BIGINT on DuckDB, INT on Spark: the contract says bigint.
+        cast(row_number() over (
             partition by customer_months.month, customer_months.product_line
             order by customer_months.spend_usd desc, customer_months.customer_id asc
-        ) as rank_in_month
+        ) as bigint) as rank_in_month
     from customer_months
 ),
 

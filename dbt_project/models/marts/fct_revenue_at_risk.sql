@@ -65,7 +65,9 @@ final as (
         top1_share,
         cast(total_spend_usd - top_customer_spend_usd as decimal(18, 2))
             as revenue_without_top_usd,
-        cast(total_spend_usd - top_customer_spend_usd / 2 as decimal(18, 2))
+        -- Exact: a DECIMAL times a DECIMAL literal stays DECIMAL on every engine (dividing by
+        -- an integer falls to DOUBLE on DuckDB, a cent off in some rows).
+        cast(total_spend_usd - top_customer_spend_usd * 0.5 as decimal(18, 2))
             as revenue_if_top_halved_usd,
         {{ safe_ratio('total_spend_usd', 'previous_year_spend_usd') }} - 1 as yoy_growth,
         {{ safe_ratio(
