@@ -23,7 +23,7 @@ export UV_PYTHON_DOWNLOADS := never
 # Debian packages come through apt, with sudo unless we are root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup spark-setup test-packages run up down test lint format docs seeds bench clean
+.PHONY: help setup spark-setup spark-thrift-up spark-thrift-down test-packages run up down test lint format docs seeds bench clean
 
 help:
 	@echo "make run    set everything up and run the pipeline DAG once (Airflow, DuckDB)"
@@ -50,6 +50,14 @@ $(VENV)/.synced-spark: pyproject.toml uv.lock
 	@touch $(VENV)/.synced $@
 
 spark-setup: $(VENV)/.synced-spark
+
+# A local Spark Thrift server from the pyspark wheel (127.0.0.1:$$WAREHOUSE_SPARK_PORT, default
+# 10000), for dbt's `thrift` method (WAREHOUSE_ENGINE=spark WAREHOUSE_SPARK_METHOD=thrift).
+spark-thrift-up: spark-setup
+	$(BIN)/python -m warehouse.engines.spark thrift-start
+
+spark-thrift-down:
+	$(BIN)/python -m warehouse.engines.spark thrift-stop
 
 # Chromium (Debian's package) opens the rendered report headless in the tests.
 test-packages:
