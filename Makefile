@@ -30,7 +30,7 @@ help:
 	@echo "make up     start Airflow (UI on localhost:8080) with the DAGs on their schedule"
 	@echo "make down   stop what make up started"
 	@echo "make test   run the test suite"
-	@echo "make lint   ruff (lint + format check) and sqlfluff on the dbt models"
+	@echo "make lint   ruff (lint + format check), sqlfluff on the dbt models (DuckDB and Spark)"
 	@echo "make docs   dbt docs as one offline HTML file in data/docs/ (after make run)"
 	@echo "make seeds  regenerate the synthetic landing files in seeds/"
 	@echo "make bench  benchmarks at 1M and 10M usage rows (SCALE=100M for 100M too)"
@@ -77,11 +77,15 @@ test: setup test-packages
 	$(BIN)/pytest
 
 # sqlfluff's dbt templater compiles the models; it gets a scratch database, never the build's.
+# The models are linted in DuckDB's dialect and in Spark's, then for engine-only types and
+# inexact money arithmetic (warehouse/engines/sql_portability.py).
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	mkdir -p data/lint
 	WAREHOUSE_DATA_DIR=$(CURDIR)/data/lint $(BIN)/sqlfluff lint dbt_project/models
+	WAREHOUSE_DATA_DIR=$(CURDIR)/data/lint $(BIN)/sqlfluff lint --config .sqlfluff-sparksql dbt_project/models
+	$(BIN)/python -m warehouse.engines.sql_portability dbt_project
 
 docs: setup
 	$(BIN)/warehouse docs

@@ -23,6 +23,7 @@ package, so it can move with the package's layout. Run ``python -m warehouse.eng
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -292,7 +293,7 @@ def compare_marts(
                 if not candidates:
                     unmatched += 1
                     if unmatched <= 3:
-                        problems.append(f"row not expected: {dict(zip(e_names, row))}")
+                        problems.append(f"row not expected: {dict(zip(e_names, row, strict=True))}")
                     continue
                 best = candidates.pop()
                 for i in floats:
@@ -301,7 +302,8 @@ def compare_marts(
                         x is not None
                         and not math.isclose(x, y, rel_tol=tolerance, abs_tol=tolerance)
                     ):
-                        problems.append(f"{e_names[i]}: {x!r} vs {y!r} in {dict(zip(e_names, row))}")
+                        where = dict(zip(e_names, row, strict=True))
+                        problems.append(f"{e_names[i]}: {x!r} vs {y!r} in {where}")
             if unmatched > 3:
                 problems.append(f"... {unmatched} rows not expected in all")
             missing = sum(len(rows) for rows in e_index.values())
@@ -459,10 +461,8 @@ def thrift_stop(data: Path | None = None, timeout: float = 60) -> bool:
             os.killpg(pid, 0)
         except ProcessLookupError:
             break
-        try:  # reap it when it is our child
+        with contextlib.suppress(ChildProcessError):  # reap it when it is our child
             os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
         time.sleep(0.3)
     else:
         os.killpg(pid, signal.SIGKILL)
