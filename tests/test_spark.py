@@ -237,25 +237,38 @@ def usage_fact(data: Path) -> list[tuple]:
 
 
 def test_restated_month_on_spark_equals_a_full_refresh(seeds_on_both, tmp_path):
-    """March 2024 restated without TikTok: ingestion rewrites one Parquet partition, Spark's
-    incremental build overwrites one partition of the usage fact, and the marts equal both a
-    full refresh on Spark and DuckDB's build of the same landing folder."""
+    """March 2024 restated without TikTok, and January 2023 restated with every row rejected
+    (negative amounts): ingestion rewrites March's Parquet partition and removes January's,
+    Spark's incremental build overwrites March's partition of the usage fact and drops
+    January's, and the marts equal both a full refresh on Spark and DuckDB's build of the same
+    landing folder."""
     data = seeds_on_both["data"]
     landing = tmp_path / "landing"
     shutil.copytree(SEEDS, landing)
     march = landing / "spend" / "usage_2024_03.csv"
     lines = march.read_text().splitlines()
     march.write_text("\n".join(line for line in lines if ",cus_tiktok," not in line) + "\n")
+    january = landing / "spend" / "usage_2023_01.csv"
+    header, *rows = january.read_text().splitlines()
+    amount = header.split(",").index("amount_usd")
+    negated = [
+        ",".join(f"-{v}" if i == amount else v for i, v in enumerate(row.split(",")))
+        for row in rows
+    ]
+    january.write_text("\n".join([header, *negated]) + "\n")
 
     exported = ingest_and_export(landing, data)
     assert exported["written"] == {"raw.customers": 0, "raw.earnings": 0, "raw.usage": 1}
+    assert exported["removed"]["raw.usage"] == 1
     before = {(f, i) for f, i, _ in usage_fact(data)}
 
     incremental = dbt_build(landing, data, "spark")
     record(data, "spark_session_incremental_restated_month", incremental)
 
-    changed = {f for f, i, _ in usage_fact(data) if (f, i) not in before}
+    after = usage_fact(data)
+    changed = {f for f, i, _ in after if (f, i) not in before}
     assert changed == {"spend/usage_2024_03.csv"}
+    assert "spend/usage_2023_01.csv" not in {f for f, _, _ in after}
     after_incremental = snapshot(spark.spark_marts(data), tmp_path / "incremental-marts")
     (top,) = duckdb.sql(
         f"select top_customer_name from {after_incremental['fct_revenue_concentration']} "

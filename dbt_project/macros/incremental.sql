@@ -26,7 +26,9 @@
 
 {#- Spark: Parquet tables have no DELETE. The table is partitioned by landing file and each run
     overwrites only the partitions of the files it processes (dynamic partition overwrite), so
-    a restated file replaces exactly its own partition. -#}
+    a restated file replaces exactly its own partition. A restated file left with no valid
+    rows would overwrite nothing: the pre-hook drops the partitions of the files to process
+    first, as DuckDB's delete does. -#}
 {% macro spark__usage_fact_config() -%}
     {{ return({
         'materialized': 'incremental',
@@ -34,5 +36,18 @@
         'file_format': 'parquet',
         'partition_by': ['source_file'],
         'on_schema_change': 'fail',
+        'pre_hook': "{{ drop_usage_file_partitions(this) }}",
     }) }}
+{%- endmacro %}
+
+{% macro drop_usage_file_partitions(relation) -%}
+    {%- if execute and is_incremental() -%}
+        {%- set files = run_query(usage_files_to_process(relation)).columns[0].values() -%}
+        {%- for file in files -%}
+            {%- do run_query(
+                'alter table ' ~ relation ~ ' drop if exists partition (source_file = '
+                ~ "'" ~ file | replace('\\', '\\\\') | replace("'", "\\'") ~ "')"
+            ) -%}
+        {%- endfor -%}
+    {%- endif -%}
 {%- endmacro %}
