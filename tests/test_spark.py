@@ -40,6 +40,8 @@ def spark_installed() -> None:
     """The `spark` extra in the project's environment (installed on demand, never by default)."""
     check = [str(BIN / "python"), "-c", "import pyspark, dbt.adapters.spark"]
     if subprocess.run(check, capture_output=True).returncode != 0:
+        # The stamp may outlive the packages (a plain `uv sync` removes extras): sync again.
+        (BIN.parent / ".synced-spark").unlink(missing_ok=True)
         subprocess.run(["make", "-C", str(REPO), "spark-setup"], check=True)
         subprocess.run(check, check=True)
 
