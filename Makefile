@@ -16,7 +16,7 @@ export UV_PYTHON_DOWNLOADS := never
 # Debian packages come through apt, with sudo unless we are root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup test-packages superset-lock run up down test test-fast lint format docs seeds bench clean
+.PHONY: help setup spark-setup spark-thrift-up spark-thrift-down test-packages superset-lock run up down test test-fast lint format docs seeds bench clean
 
 help:
 	@echo "make run    set everything up and run the pipeline DAG once (Airflow, DuckDB)"
@@ -24,7 +24,7 @@ help:
 	@echo "make down   stop what make up started"
 	@echo "make test   run the whole test suite (what CI runs)"
 	@echo "make test-fast  the inner loop: every test that needs no whole DAG run, scheduler or browser"
-	@echo "make lint   ruff (lint + format check) and sqlfluff on the dbt models"
+	@echo "make lint   ruff (lint + format check) and sqlfluff on the dbt models (DuckDB and Spark)"
 	@echo "make docs   dbt docs as one offline HTML file in data/docs/ (after make run)"
 	@echo "make seeds  regenerate the synthetic landing files in seeds/"
 	@echo "make bench  benchmarks at 1M and 10M usage rows (SCALE=100M for 100M too)"
@@ -35,6 +35,23 @@ $(VENV)/.synced: pyproject.toml uv.lock
 	@touch $@
 
 setup: $(VENV)/.synced
+
+# Apache Spark (pyspark, dbt-spark; about 460 MB of jars) is an optional extra, never part of
+# the default install: `make run` stays DuckDB-only. The Spark tests call this target first.
+$(VENV)/.synced-spark: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --frozen --all-groups --extra spark
+	@touch $(VENV)/.synced $@
+
+spark-setup: $(VENV)/.synced-spark
+
+# A local Spark Thrift server from the pyspark wheel (127.0.0.1:$$WAREHOUSE_SPARK_PORT, default
+# 10000), for dbt's `thrift` method (WAREHOUSE_ENGINE=spark WAREHOUSE_SPARK_METHOD=thrift).
+spark-thrift-up: spark-setup
+	$(BIN)/python -m warehouse.engines.spark thrift-start
+
+spark-thrift-down:
+	$(BIN)/python -m warehouse.engines.spark thrift-stop
 
 # Chromium (Debian's package) opens the rendered report and the Superset dashboard headless in
 # the tests; chromium-driver lets the Superset test drive it (through Superset's own selenium),
@@ -67,11 +84,15 @@ test-fast: setup
 	$(BIN)/pytest -m "not slow"
 
 # sqlfluff's dbt templater compiles the models; it gets a scratch database, never the build's.
+# The models are linted in DuckDB's dialect and in Spark's, then for engine-only types and
+# inexact money arithmetic (warehouse/engines/sql_portability.py).
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	mkdir -p data/lint
 	WAREHOUSE_DATA_DIR=$(CURDIR)/data/lint $(BIN)/sqlfluff lint dbt_project/models
+	WAREHOUSE_DATA_DIR=$(CURDIR)/data/lint $(BIN)/sqlfluff lint --config .sqlfluff-sparksql dbt_project/models
+	$(BIN)/python -m warehouse.engines.sql_portability dbt_project
 
 docs: setup
 	$(BIN)/warehouse docs

@@ -32,9 +32,14 @@
     {% endif %}
 {%- endmacro %}
 
-{#- The rows of the incremental model `model` to delete before new rows are appended: those of
-    files about to be processed again, and those of files no longer current (retracted). -#}
-{% macro usage_rows_to_replace(model) -%}
-    source_file in (select source_file from ({{ usage_files_to_process(model) }}) as changed)
-    or source_file not in (select source_file from ({{ current_usage_files() }}) as current_files)
+{#- The landing files whose rows the incremental model `model` must drop before new rows are
+    appended: those about to be processed again, and those no longer current (retracted). -#}
+{% macro usage_files_to_remove(model) -%}
+    select source_file from ({{ usage_files_to_process(model) }}) as changed
+    union
+    select distinct built.source_file
+    from {{ model }} as built
+    where built.source_file not in (
+        select current_files.source_file from ({{ current_usage_files() }}) as current_files
+    )
 {%- endmacro %}

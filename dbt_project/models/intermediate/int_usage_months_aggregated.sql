@@ -1,22 +1,12 @@
 {#-
     The usage fact the marts read, incremental by landing file: a run processes only the files
-    loaded (added, restated, or with quarantined rows loaded) since the last build, deleting a
-    restated file's old rows first, and deletes the rows of retracted files, so one new month
-    file costs one month of work. Grain: source file x month x
-    customer x product line x model.
+    loaded (added, restated, or with quarantined rows loaded) since the last build, replacing
+    a restated file's old rows and removing a retracted file's, so one new month file costs one
+    month of work. Grain: source file x month x customer x product line x model.
 -#}
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        on_schema_change='fail',
-        pre_hook="
-            {% if is_incremental() %}
-            delete from {{ this }} where {{ usage_rows_to_replace(this) }}
-            {% endif %}
-        ",
-    )
-}}
+{#- Materialisation per engine (DuckDB: delete + append; Spark: insert_overwrite of the files'
+    partitions): macros/incremental.sql. -#}
+{{ config(**usage_fact_config()) }}
 
 with
 

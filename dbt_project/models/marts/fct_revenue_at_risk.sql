@@ -44,6 +44,8 @@ final as (
         top1_share,
         cast(total_spend_usd - top_spender_spend_usd as decimal(18, 2))
             as revenue_without_top_usd,
+        -- Exact: a DECIMAL times a DECIMAL literal stays DECIMAL on every engine (dividing by
+        -- an integer falls to DOUBLE on DuckDB, a cent off in some rows).
         cast(total_spend_usd - top_spender_spend_usd * 0.5 as decimal(18, 2))
             as revenue_if_top_halved_usd,
         {{ safe_ratio('total_spend_usd', 'previous_year_spend_usd') }} - 1 as yoy_growth,

@@ -1,0 +1,510 @@
+"""Apache Spark as a second engine for the same dbt models.
+
+DuckDB stays the default. With ``WAREHOUSE_ENGINE=spark`` dbt builds the models on Spark
+(``dbt_project/profiles.yml``, target ``spark``): ``WAREHOUSE_SPARK_METHOD=session`` runs Spark
+inside dbt's process, ``thrift`` reaches a Spark Thrift server (a cluster, or the local one
+:func:`thrift_start` runs from the pyspark wheel). The ``spark`` extra must be installed
+(``make spark-setup``).
+
+Raw data reaches Spark as Parquet: :func:`export_raw` writes DuckDB's raw tables and the
+ingestion ledger under ``<data>/raw_parquet/``, partitioned by landing file
+(``_source_file=<file>/``), rewriting only the partitions of files loaded since the last
+export, so a restated file replaces exactly one partition. dbt's ``on-run-start`` hook
+(``macros/raw_parquet.sql``) registers them on Spark as external tables, the sources the
+staging models read. Spark writes the marts as Parquet under ``<data>/spark/warehouse``;
+:func:`spark_marts` reads them through DuckDB, and :func:`compare_marts` holds them against
+another build's (money to the cent, ratios to 1e-9).
+
+This module reads its settings from the environment itself and imports nothing else of the
+package, so it can move with the package's layout. Run ``python -m warehouse.engines.spark
+--help`` for its command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import duckdb
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# The raw tables Spark reads, each partitioned by the landing file its rows came from, and the
+# ledger the incremental usage model reads (small, and rewritten whole).
+PARTITIONED_TABLES = (("raw", "customers"), ("raw", "earnings"), ("raw", "usage"))
+LEDGER = ("ingest", "ledger")
+PARTITION_COLUMN = "_source_file"
+# Spark and Hadoop skip files whose names start with "_" or ".": the marker that records which
+# version of its file a partition holds is invisible to both readers.
+MARKER = "_loaded"
+MARTS_SCHEMA = "marts"
+
+THRIFT_SERVER_CLASS = "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2"
+
+
+# --- settings --------------------------------------------------------------------------------
+
+
+def data_dir() -> Path:
+    """WAREHOUSE_DATA_DIR (default `data`), relative paths against the repository root."""
+    path = Path(os.environ.get("WAREHOUSE_DATA_DIR") or "data")
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+def engine() -> str:
+    """The engine dbt builds on: WAREHOUSE_ENGINE, `duckdb` (default) or `spark`."""
+    value = (os.environ.get("WAREHOUSE_ENGINE") or "duckdb").strip().lower()
+    if value not in ("duckdb", "spark"):
+        raise ValueError(f"WAREHOUSE_ENGINE must be duckdb or spark, not {value!r}")
+    return value
+
+
+def raw_parquet_dir(data: Path | None = None) -> Path:
+    return (data or data_dir()) / "raw_parquet"
+
+
+def spark_dir(data: Path | None = None) -> Path:
+    """Local Spark's own files: its warehouse (the tables dbt builds) and Derby metastore."""
+    return (data or data_dir()) / "spark"
+
+
+def spark_warehouse_dir(data: Path | None = None) -> Path:
+    return spark_dir(data) / "warehouse"
+
+
+# --- raw tables as Parquet, partitioned by landing file --------------------------------------
+
+
+@dataclass
+class ExportResult:
+    written: dict[str, int] = field(default_factory=dict)  # table -> partitions (re)written
+    kept: dict[str, int] = field(default_factory=dict)  # table -> partitions already current
+    removed: dict[str, int] = field(default_factory=dict)  # table -> partitions of gone files
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "written": self.written,
+            "kept": self.kept,
+            "removed": self.removed,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def partition_dir(table_dir: Path, source_file: str) -> Path:
+    """Hive-style partition folder of one landing file; both Spark and DuckDB decode %XX."""
+    return table_dir / f"{PARTITION_COLUMN}={quote(source_file, safe='')}"
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Swap a freshly written folder in for `target` (readers see old or new files, the old
+    ones only until the second rename)."""
+    old = target.with_name(f".old-{uuid.uuid4().hex}")
+    if target.exists():
+        target.rename(old)
+    new.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def export_raw(build_db: Path | None = None, out: Path | None = None) -> ExportResult:
+    """Write raw.customers, raw.earnings and raw.usage as Parquet partitioned by landing file,
+    and ingest.ledger as one Parquet file, under `out` (default `<data>/raw_parquet`).
+
+    A partition is rewritten only when its file's latest ledger load (sha256 and time) differs
+    from the one it holds, and removed when its file is no longer in the raw table, so after
+    a restated file only that file's partition changes. Opens the build database read-only:
+    run it after ingestion, in the writers' queue."""
+    started = time.perf_counter()
+    build_db = build_db or data_dir() / "build.duckdb"
+    out = out or raw_parquet_dir()
+    result = ExportResult()
+    con = duckdb.connect(str(build_db), read_only=True)
+    try:
+        latest = dict(
+            con.execute(
+                """
+                select file_path, sha256 || ' ' || strftime(loaded_at at time zone 'UTC',
+                       '%Y-%m-%dT%H:%M:%S.%f')
+                from ingest.ledger
+                qualify row_number() over (partition by file_path order by loaded_at desc) = 1
+                """
+            ).fetchall()
+        )
+        for schema, table in PARTITIONED_TABLES:
+            name = f"{schema}.{table}"
+            table_dir = out / schema / table
+            table_dir.mkdir(parents=True, exist_ok=True)
+            files = [
+                row[0]
+                for row in con.execute(
+                    f"select distinct {PARTITION_COLUMN} from {name} order by 1"
+                ).fetchall()
+            ]
+            wanted = {partition_dir(table_dir, f).name for f in files}
+            result.written[name] = result.kept[name] = result.removed[name] = 0
+            for source_file in files:
+                target = partition_dir(table_dir, source_file)
+                version = latest.get(source_file, "unknown")
+                marker = target / MARKER
+                if marker.exists() and marker.read_text() == version:
+                    result.kept[name] += 1
+                    continue
+                staging = table_dir / f".new-{uuid.uuid4().hex}"
+                staging.mkdir()
+                con.execute(
+                    f"copy (select * exclude ({PARTITION_COLUMN}) from {name} "
+                    f"where {PARTITION_COLUMN} = ?) "
+                    f"to '{staging / 'part-00000.parquet'}' (format parquet)",
+                    [source_file],
+                )
+                (staging / MARKER).write_text(version)
+                _replace_dir(staging, target)
+                result.written[name] += 1
+            for stale in table_dir.iterdir():
+                if stale.name.startswith(f"{PARTITION_COLUMN}=") and stale.name not in wanted:
+                    shutil.rmtree(stale)
+                    result.removed[name] += 1
+                elif stale.name.startswith((".new-", ".old-")):
+                    shutil.rmtree(stale, ignore_errors=True)
+        ledger_dir = out / LEDGER[0] / LEDGER[1]
+        ledger_dir.mkdir(parents=True, exist_ok=True)
+        staging_file = ledger_dir / f".ledger-{uuid.uuid4().hex}.parquet"
+        con.execute(f"copy {LEDGER[0]}.{LEDGER[1]} to '{staging_file}' (format parquet)")
+        os.replace(staging_file, ledger_dir / "ledger.parquet")
+    finally:
+        con.close()
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+# --- reading and comparing marts --------------------------------------------------------------
+
+
+def spark_marts(data: Path | None = None) -> dict[str, str]:
+    """The marts Spark built under `<data>/spark/warehouse`, as DuckDB `read_parquet` calls."""
+    marts_dir = spark_warehouse_dir(data) / f"{MARTS_SCHEMA}.db"
+    return {
+        table.name: f"read_parquet('{table}/**/*.parquet')"
+        for table in sorted(marts_dir.iterdir())
+        if table.is_dir() and any(table.glob("**/*.parquet"))
+    }
+
+
+def duckdb_marts(build_db: Path) -> dict[str, str]:
+    con = duckdb.connect(str(build_db), read_only=True)
+    try:
+        names = [
+            row[0]
+            for row in con.execute(
+                "select table_name from information_schema.tables where table_schema = ? "
+                "order by 1",
+                [MARTS_SCHEMA],
+            ).fetchall()
+        ]
+    finally:
+        con.close()
+    return {name: f"build.{MARTS_SCHEMA}.{name}" for name in names}
+
+
+def _rows(
+    con: duckdb.DuckDBPyConnection, relation: str
+) -> tuple[list[str], list[str], list[tuple]]:
+    described = con.execute(f"describe select * from {relation}").fetchall()
+    names = [row[0] for row in described]
+    types = [row[1] for row in described]
+    return names, types, con.execute(f"select * from {relation}").fetchall()
+
+
+def _is_float(type_: str) -> bool:
+    return type_ in ("DOUBLE", "FLOAT", "REAL")
+
+
+@dataclass
+class MartComparison:
+    mart: str
+    rows_expected: int
+    rows_actual: int
+    problems: list[str]
+
+    @property
+    def equal(self) -> bool:
+        return not self.problems
+
+
+def compare_marts(
+    expected: dict[str, str],
+    actual: dict[str, str],
+    *,
+    attach: dict[str, Path] | None = None,
+    tolerance: float = 1e-9,
+) -> list[MartComparison]:
+    """Hold every mart of `expected` against the one of the same name in `actual` (relations
+    as DuckDB SQL, e.g. from :func:`duckdb_marts` and :func:`spark_marts`; `attach` names
+    DuckDB files to attach read-only under an alias). Rows are matched on their exact columns
+    (everything but floating point); DECIMAL money must be equal to the cent, doubles
+    (shares, growth, HHI) within `tolerance`, relative or absolute."""
+    con = duckdb.connect()
+    for alias, path in (attach or {}).items():
+        con.execute(f"attach '{path}' as {alias} (read_only)")
+    results = []
+    try:
+        for mart, relation in expected.items():
+            problems: list[str] = []
+            if mart not in actual:
+                results.append(MartComparison(mart, 0, 0, ["missing"]))
+                continue
+            e_names, e_types, e_rows = _rows(con, relation)
+            a_names, a_types, a_rows = _rows(con, actual[mart])
+            if sorted(e_names) != sorted(a_names):
+                problems.append(f"columns differ: {e_names} vs {a_names}")
+                results.append(MartComparison(mart, len(e_rows), len(a_rows), problems))
+                continue
+            for name, e_type in zip(e_names, e_types, strict=True):
+                a_type = a_types[a_names.index(name)]
+                if e_type != a_type:
+                    problems.append(f"type of {name}: {e_type} vs {a_type}")
+            order = [a_names.index(n) for n in e_names]
+            a_rows = [tuple(row[i] for i in order) for row in a_rows]
+            exact = [i for i, t in enumerate(e_types) if not _is_float(t)]
+            floats = [i for i, t in enumerate(e_types) if _is_float(t)]
+
+            def key(row: tuple, exact: list[int] = exact) -> tuple:
+                return tuple((row[i] is None, str(row[i])) for i in exact)
+
+            e_index: dict[tuple, list[tuple]] = {}
+            for row in e_rows:
+                e_index.setdefault(key(row), []).append(row)
+            unmatched = 0
+            for row in a_rows:
+                candidates = e_index.get(key(row))
+                if not candidates:
+                    unmatched += 1
+                    if unmatched <= 3:
+                        problems.append(f"row not expected: {dict(zip(e_names, row, strict=True))}")
+                    continue
+                best = candidates.pop()
+                for i in floats:
+                    x, y = best[i], row[i]
+                    if (x is None) != (y is None) or (
+                        x is not None
+                        and not math.isclose(x, y, rel_tol=tolerance, abs_tol=tolerance)
+                    ):
+                        where = dict(zip(e_names, row, strict=True))
+                        problems.append(f"{e_names[i]}: {x!r} vs {y!r} in {where}")
+            if unmatched > 3:
+                problems.append(f"... {unmatched} rows not expected in all")
+            missing = sum(len(rows) for rows in e_index.values())
+            if missing:
+                problems.append(f"{missing} expected rows missing")
+            results.append(MartComparison(mart, len(e_rows), len(a_rows), problems))
+        for mart in actual:
+            if mart not in expected:
+                results.append(MartComparison(mart, 0, 0, ["not expected"]))
+    finally:
+        con.close()
+    return results
+
+
+def money_columns_exact(relations: dict[str, str]) -> list[str]:
+    """Every `*_usd` column of the marts is DECIMAL with two places (never floating point)."""
+    con = duckdb.connect()
+    problems = []
+    try:
+        for mart, relation in relations.items():
+            for name, type_, *_ in con.execute(f"describe select * from {relation}").fetchall():
+                if name.endswith("_usd") and type_ != "DECIMAL(18,2)":
+                    problems.append(f"{mart}.{name} is {type_}")
+    finally:
+        con.close()
+    return problems
+
+
+# --- a local Spark Thrift server, from the pyspark wheel --------------------------------------
+
+
+def spark_home() -> Path:
+    """The pyspark wheel's folder: its jars include the Thrift server's, its bin spark-submit
+    (the wheel has no sbin/start-thriftserver.sh)."""
+    import pyspark  # the `spark` extra
+
+    return Path(pyspark.__file__).resolve().parent
+
+
+def thrift_port() -> int:
+    return int(os.environ.get("WAREHOUSE_SPARK_PORT") or 10000)
+
+
+def _pid_file(data: Path) -> Path:
+    return spark_dir(data) / "thrift-server.pid"
+
+
+def thrift_command(data: Path, port: int, host: str = "127.0.0.1") -> list[str]:
+    """spark-submit starting HiveThriftServer2 on `host:port`, with the same warehouse folder
+    and Derby metastore a `session` build of this data folder uses (one at a time: Derby is
+    single-process), sized for one machine."""
+    home = spark_home()
+    spark = spark_dir(data)
+    return [
+        str(home / "bin" / "spark-submit"),
+        "--class",
+        THRIFT_SERVER_CLASS,
+        "--name",
+        "warehouse-thrift-server",
+        "--master",
+        os.environ.get("WAREHOUSE_SPARK_MASTER") or "local[2]",
+        "--driver-memory",
+        os.environ.get("WAREHOUSE_SPARK_DRIVER_MEMORY") or "3g",
+        "--conf",
+        f"spark.sql.warehouse.dir={spark / 'warehouse'}",
+        "--conf",
+        "spark.hadoop.javax.jdo.option.ConnectionURL="
+        f"jdbc:derby:;databaseName={spark / 'metastore_db'};create=true",
+        "--conf",
+        f"spark.driver.extraJavaOptions=-Dderby.system.home={spark}",
+        "--conf",
+        "spark.sql.shuffle.partitions="
+        + (os.environ.get("WAREHOUSE_SPARK_SHUFFLE_PARTITIONS") or "4"),
+        "--conf",
+        "spark.sql.session.timeZone=UTC",
+        "--conf",
+        "spark.sql.sources.partitionOverwriteMode=dynamic",
+        "--conf",
+        "spark.ui.enabled=false",
+        "--hiveconf",
+        f"hive.server2.thrift.bind.host={host}",
+        "--hiveconf",
+        f"hive.server2.thrift.port={port}",
+        "--hiveconf",
+        "hive.server2.transport.mode=binary",
+        "spark-internal",
+    ]
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((host, port)) == 0
+
+
+def thrift_start(
+    data: Path | None = None, port: int | None = None, timeout: float = 240
+) -> tuple[int, float]:
+    """Start the Thrift server in its own session (so it can be stopped as a group) and wait
+    until it accepts connections. Returns its pid and the seconds it took to start. The log
+    goes to `<data>/spark/thrift-server.log`."""
+    data = data or data_dir()
+    port = port or thrift_port()
+    host = "127.0.0.1"
+    if _port_open(host, port):
+        raise RuntimeError(f"port {port} is already in use; set WAREHOUSE_SPARK_PORT")
+    spark = spark_dir(data)
+    spark.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "SPARK_HOME": str(spark_home()),
+        "PYSPARK_PYTHON": sys.executable,
+        "SPARK_LOCAL_IP": host,
+    }
+    started = time.perf_counter()
+    with open(spark / "thrift-server.log", "ab") as log:
+        process = subprocess.Popen(
+            thrift_command(data, port, host),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=spark,
+            env=env,
+            start_new_session=True,
+        )
+    _pid_file(data).write_text(str(process.pid))
+    while time.perf_counter() - started < timeout:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"the Thrift server exited with status {process.returncode}; "
+                f"see {spark / 'thrift-server.log'}"
+            )
+        if _port_open(host, port):
+            return process.pid, time.perf_counter() - started
+        time.sleep(0.5)
+    thrift_stop(data)
+    raise RuntimeError(f"the Thrift server did not listen on {port} in {timeout:.0f} s")
+
+
+def thrift_stop(data: Path | None = None, timeout: float = 60) -> bool:
+    """Stop the Thrift server `thrift_start` started for this data folder (its process group,
+    SIGTERM then SIGKILL). Returns False when none was running."""
+    pid_file = _pid_file(data or data_dir())
+    if not pid_file.exists():
+        return False
+    pid = int(pid_file.read_text())
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pid_file.unlink(missing_ok=True)
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            break
+        with contextlib.suppress(ChildProcessError):  # reap it when it is our child
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.3)
+    else:
+        os.killpg(pid, signal.SIGKILL)
+    pid_file.unlink(missing_ok=True)
+    return True
+
+
+# --- command line -----------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m warehouse.engines.spark", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("export-raw", help="write the raw tables as Parquet for Spark")
+    start = commands.add_parser("thrift-start", help="start a local Spark Thrift server")
+    start.add_argument("--port", type=int, default=None)
+    commands.add_parser("thrift-stop", help="stop the Thrift server thrift-start started")
+    compare = commands.add_parser("compare", help="compare Spark's marts with a DuckDB build's")
+    compare.add_argument("--duckdb", type=Path, required=True, help="a build.duckdb")
+    compare.add_argument("--spark-data", type=Path, required=True, help="Spark's data folder")
+    args = parser.parse_args(argv)
+    if args.command == "export-raw":
+        print(json.dumps(export_raw().as_dict()))
+    elif args.command == "thrift-start":
+        pid, seconds = thrift_start(port=args.port)
+        print(json.dumps({"pid": pid, "port": args.port or thrift_port(), "seconds": seconds}))
+    elif args.command == "thrift-stop":
+        print(json.dumps({"stopped": thrift_stop()}))
+    elif args.command == "compare":
+        results = compare_marts(
+            duckdb_marts(args.duckdb),
+            spark_marts(args.spark_data),
+            attach={"build": args.duckdb},
+        )
+        for result in results:
+            state = "equal" if result.equal else "DIFFERENT"
+            print(f"{result.mart}: {result.rows_expected} vs {result.rows_actual} rows, {state}")
+            for problem in result.problems[:10]:
+                print(f"    {problem}")
+        return 0 if all(r.equal for r in results) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
