@@ -9,6 +9,7 @@ do not add up to the rows counted independently in the file.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import logging
@@ -16,10 +17,11 @@ import re
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import NoReturn
 
 import duckdb
 
-from warehouse.db import connect
+from warehouse.db import connect, storage_error
 from warehouse.ingest.sources import FILE_MONTH, SOURCES, Source
 from warehouse.settings import Settings
 
@@ -400,7 +402,10 @@ def _replace_file_rows(
         )
         con.execute("commit")
     except BaseException:
-        con.execute("rollback")
+        # A commit that failed (disk full) has already ended the transaction; the error to
+        # report is the commit's, not "cannot rollback - no transaction is active".
+        with contextlib.suppress(duckdb.Error):
+            con.execute("rollback")
         raise
     return loaded, rejected
 
@@ -413,6 +418,15 @@ def landing_files(source: Source, landing: Path) -> list[Path]:
     )
 
 
+def _raise_storage_error(error: BaseException, settings: Settings, doing: str) -> NoReturn:
+    """Re-raise a disk-full, permission or corruption error as one line naming its cause."""
+    path = Path(error.filename) if isinstance(error, OSError) and error.filename else None
+    described = storage_error(error, path or settings.build_db, doing)
+    if described is None:
+        raise error
+    raise described from error
+
+
 def ingest_source(name: str, run_id: str, settings: Settings) -> SourceResult:
     """Load every landing file of one source; refused files are reported after the rest load."""
     source = SOURCES[name]
@@ -420,10 +434,15 @@ def ingest_source(name: str, run_id: str, settings: Settings) -> SourceResult:
     result = SourceResult(name)
     refusals: list[FileRefusedError] = []
     with connect(settings.build_db, settings) as con:
-        ensure_schema(con)
+        try:
+            ensure_schema(con)
+        except (duckdb.Error, OSError) as error:
+            _raise_storage_error(error, settings, "preparing its schemas")
         for path in landing_files(source, landing):
             try:
                 result.files.append(load_file(con, source, landing, path, run_id))
+            except (duckdb.Error, OSError) as error:
+                _raise_storage_error(error, settings, f"loading {path}")
             except FileRefusedError as refusal:
                 log.error("%s", refusal)
                 # Recorded apart from the data, so `warehouse summary` can say what was refused.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -104,6 +105,22 @@ def run_once(settings: Settings, log_file: Path | None = None, dag_id: str = DAG
         dag_run = dag.test()
     failed = _failed_tasks(dag_id, dag_run.run_id)
     return PipelineRun(dag_run.run_id, str(dag_run.state), failed, log_file)
+
+
+# The one-line causes the pipeline's own errors carry (disk full, permission, corrupt database,
+# a data folder in use), as they appear in a task's log.
+_CAUSE = re.compile(r"\b(?:StorageError|LockHeldError)\b['\"]?[:,]\s*(?:['\"]exc_value['\"]:\s*)?['\"]?(.+)")
+
+
+def failure_cause(log_file: Path) -> str | None:
+    """The last one-line cause a failed task logged (a StorageError's or LockHeldError's
+    message), or None when the log holds none."""
+    try:
+        text = log_file.read_text(errors="replace")
+    except OSError:
+        return None
+    causes = [m[1].strip().rstrip("'\"}],").strip() for m in _CAUSE.finditer(text)]
+    return causes[-1] if causes else None
 
 
 def _failed_tasks(dag_id: str, run_id: str) -> list[str]:
