@@ -109,7 +109,7 @@ def run_once(settings: Settings, log_file: Path | None = None, dag_id: str = DAG
 
 # The one-line causes the pipeline's own errors carry (disk full, permission, corrupt database,
 # a data folder in use), as they appear in a task's log.
-_CAUSE = re.compile(r"\b(?:StorageError|LockHeldError)\b['\"]?[:,]\s*(?:['\"]exc_value['\"]:\s*)?['\"]?(.+)")
+_CAUSE = re.compile(r"\b(?:StorageError|LockHeldError): (.+)")
 
 
 def failure_cause(log_file: Path) -> str | None:
@@ -119,7 +119,7 @@ def failure_cause(log_file: Path) -> str | None:
         text = log_file.read_text(errors="replace")
     except OSError:
         return None
-    causes = [m[1].strip().rstrip("'\"}],").strip() for m in _CAUSE.finditer(text)]
+    causes = [m[1].strip() for m in _CAUSE.finditer(text)]
     return causes[-1] if causes else None
 
 
