@@ -159,6 +159,27 @@ def test_a_task_that_stops_while_dbt_runs_stops_dbt(tmp_path, monkeypatch):
     assert processes_using(tmp_path) == []
 
 
+@pytest.mark.parametrize(
+    ("signum", "to_group"), [(signal.SIGTERM, False), (signal.SIGINT, True)], ids=["term", "ctrl-c"]
+)
+def test_sigterm_or_ctrl_c_ends_the_run_and_everything_it_started(settings, signum, to_group):
+    """`kill <pid>` of `warehouse run`, or Ctrl-C at its terminal (SIGINT to the whole group):
+    one line, the signal's exit status, the lock released cleanly, nothing left running."""
+    run = start_run(settings)
+    wait_until(lambda: read_holder(settings.run_lock), timeout=60)
+    wait_until(lambda: len(psutil.Process(run.pid).children()) == 1, timeout=60)
+    time.sleep(3)  # the run is under way (importing Airflow, parsing the DAG, ingesting)
+
+    (os.killpg if to_group else os.kill)(run.pid, signum)
+    _, err = run.communicate(timeout=60)
+
+    assert run.returncode == 128 + signum
+    name = signal.Signals(signum).name
+    assert err.strip().splitlines()[-1].startswith(f"error: stopped by {name}: the run and every")
+    assert settings.run_lock.read_text() == ""  # released, not left for the next run to clear
+    wait_until(lambda: not processes_using(settings.data_dir), timeout=5)
+
+
 # --- one writer per data folder ---------------------------------------------------------------
 
 

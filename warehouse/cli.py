@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import sys
+import time
 import traceback
 from datetime import UTC, datetime
 from pathlib import Path
@@ -93,18 +94,28 @@ def _check_build_db(settings: Settings) -> None:
 def _supervise(child: int) -> int:
     """Wait for the run's process; on SIGTERM, SIGINT (Ctrl-C) or SIGHUP, kill it (its dbt dies
     with it: see warehouse.runtime.children) and say so in one line."""
+    from warehouse.runtime.processes import alive, descendants
+
     stopped: list[int] = []
+    below: list[int] = []
 
     def stop(signum, _frame):
         if not stopped:
             stopped.append(signum)
+            below.extend(descendants(child))  # Airflow's own subprocesses, dbt's launcher
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGKILL)
+            for pid in below:  # SIGTERM: dbt's launcher still removes its project copy
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, stop)
     _, status = os.waitpid(child, 0)  # retried across signals (PEP 475)
     if stopped:
+        deadline = time.monotonic() + 10
+        while any(alive(pid) for pid in below) and time.monotonic() < deadline:
+            time.sleep(0.05)
         name = signal.Signals(stopped[0]).name
         print(
             f"error: stopped by {name}: the run and every process it started were ended; "

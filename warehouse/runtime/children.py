@@ -49,10 +49,15 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
 
 
 def launcher_command(
-    command: Sequence[str], hold: Path, project_copy: str | os.PathLike | None = None
+    command: Sequence[str],
+    hold: Path | None = None,
+    project_copy: str | os.PathLike | None = None,
 ) -> list[str]:
-    """`command` run through the launcher, by this Python."""
-    wrapped = [sys.executable, "-m", "warehouse.runtime.children", "--hold", str(hold)]
+    """`command` run through the launcher, by this Python (holding `hold` shared while it
+    lives, removing `project_copy` if its parent dies first)."""
+    wrapped = [sys.executable, "-m", "warehouse.runtime.children"]
+    if hold is not None:
+        wrapped += ["--hold", str(hold)]
     if project_copy is not None:
         wrapped += ["--project-copy", str(project_copy)]
     return [*wrapped, "--", *command]
@@ -84,7 +89,7 @@ def _is_project_copy(path: Path) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m warehouse.runtime.children")
-    parser.add_argument("--hold", type=Path, required=True, help="lock file to hold shared")
+    parser.add_argument("--hold", type=Path, help="lock file to hold shared while it lives")
     parser.add_argument("--project-copy", type=Path, help="remove it if the parent dies")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
@@ -102,8 +107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if parent_died():  # the parent died before prctl took effect
         return 128 + signal.SIGTERM
 
-    hold = os.open(args.hold, os.O_RDWR | os.O_CREAT, 0o644)
-    fcntl.flock(hold, fcntl.LOCK_SH)  # inherited by the child: released when both are gone
+    held: tuple[int, ...] = ()
+    if args.hold is not None:
+        hold = os.open(args.hold, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(hold, fcntl.LOCK_SH)  # inherited by the child: released when both are gone
+        held = (hold,)
 
     child: subprocess.Popen | None = None
 
@@ -121,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     child = subprocess.Popen(
         command,
         preexec_fn=lambda: die_with_parent(signal.SIGKILL),
-        pass_fds=(hold,),
+        pass_fds=held,
     )
     if parent_died():  # it died while the child was starting
         orphaned["yes"] = True
@@ -129,7 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     returncode = child.wait()
     if parent_died() and args.project_copy and _is_project_copy(args.project_copy):
         shutil.rmtree(args.project_copy, ignore_errors=True)
-    os.close(hold)
+    for fd in held:
+        os.close(fd)
     return 128 - returncode if returncode < 0 else returncode
 
 

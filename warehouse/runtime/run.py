@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from warehouse.runtime.children import launcher_command
 from warehouse.settings import DAG_ID, DAGS_FOLDER, WRITER_POOL, Settings
 
 
@@ -78,8 +79,12 @@ def prepare_airflow_home(settings: Settings, env: dict[str, str] | None = None) 
             ["db", "migrate"],
             ["pools", "set", WRITER_POOL, "1", "serialises writers of build.duckdb"],
         ):
-            subprocess.run(
-                airflow + command, check=True, stdout=log, stderr=subprocess.STDOUT, env=env
+            subprocess.run(  # through the launcher: it ends with this process
+                launcher_command(airflow + command),
+                check=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
             )
     marker.touch()
     return home
