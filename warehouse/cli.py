@@ -57,7 +57,6 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     """Run the pipeline (and the report) in a child process that this one supervises, under the
     data folder's lock: however this process ends, the run's processes end with it."""
     from warehouse.runtime.children import die_with_parent
-    from warehouse.runtime.lock import hold_data_lock
 
     supervisor = os.getpid()
     with hold_data_lock(settings, "warehouse run"):

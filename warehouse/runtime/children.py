@@ -13,8 +13,9 @@ and dbt live (the next run waits for it), and starts dbt with PDEATHSIG set to S
 launcher itself. When the parent dies (SIGKILL, SIGTERM, Ctrl-C, a timeout that ends the task
 process) the launcher kills dbt, waits for it, removes Cosmos's temporary copy of the project
 (which the dead parent can no longer remove) and exits. When the parent lives, the launcher is
-transparent: dbt's output, exit status and signals (SIGTERM, SIGINT from Cosmos's `on_kill`)
-pass through.
+transparent: dbt's output and exit status pass through, and so do signals (Cosmos's `on_kill`
+signals the whole group, dbt included; a SIGTERM or SIGHUP sent to the launcher alone is
+forwarded).
 """
 
 from __future__ import annotations
@@ -120,7 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             orphaned["yes"] = True
             if child is not None and child.poll() is None:
                 child.kill()  # nobody waits for its result: stop writing at once
-        elif child is not None and child.poll() is None:
+        elif signum != signal.SIGINT and child is not None and child.poll() is None:
+            # SIGINT comes to the whole group (Cosmos's on_kill, a terminal), the child
+            # included: forwarded, dbt would see a second Ctrl-C and skip its clean-up.
             child.send_signal(signum)
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
