@@ -16,6 +16,11 @@ process) the launcher kills dbt, waits for it, removes Cosmos's temporary copy o
 transparent: dbt's output and exit status pass through, and so do signals (Cosmos's `on_kill`
 signals the whole group, dbt included; a SIGTERM or SIGHUP sent to the launcher alone is
 forwarded).
+
+Linux's "parent" here is the thread that started the launcher (prctl(2), PR_SET_PDEATHSIG):
+Cosmos starts dbt from the thread running the task, which is the task process's main thread
+both under `dag.test()` and in Airflow's task runner, so the launcher lives exactly as long as
+the task's process.
 """
 
 from __future__ import annotations
