@@ -618,3 +618,60 @@ def test_two_runs_at_once_give_one_refusal_or_one_wait_and_correct_marts(publish
     for log in (settings.data_dir / "logs").glob("*.log"):
         assert "Could not set lock" not in log.read_text(errors="replace"), log
     assert_marts_equal_the_floor(settings, tmp_path)
+
+
+@pytest.mark.slow
+def test_a_scheduled_run_and_make_run_on_one_data_folder_take_turns(published, tmp_path):
+    """`make up`'s scheduler (its own Airflow home, each task its own process) and a `make run`
+    (another Airflow home) on the same data folder: whoever comes second waits for the lock,
+    saying for whom; both runs succeed, no DuckDB lock error anywhere, marts equal the floor."""
+    import dataclasses
+    import socket
+
+    from tests.test_faults import restate_and_add_a_month
+    from warehouse.runtime import services
+    from warehouse.settings import DAG_ID
+
+    restate_and_add_a_month(published.landing_dir)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    up = dataclasses.replace(
+        published, airflow_home=tmp_path / "up", airflow_port=port, airflow_password=None
+    )
+    stack = services.start(up)
+    try:
+        client = services.ApiClient(stack.url, services.USERNAME, services.ensure_password(up))
+        services.unpause(client, [DAG_ID])
+        # A scheduler task holds the data folder's lock: start `make run` now.
+        wait_until(
+            lambda: (read_holder(up.run_lock) or {}).get("run_id", "").startswith("scheduled"),
+            timeout=600,
+            step=0.1,
+        )
+        make_run = start_run(published)
+        _, err = make_run.communicate(timeout=1800)
+        assert make_run.returncode == 0, err
+
+        def scheduled_run_ended() -> bool:
+            runs = client.dag_runs(DAG_ID)
+            return bool(runs) and runs[0]["state"] in ("success", "failed")
+
+        wait_until(scheduled_run_ended, timeout=1800, step=2)
+        assert [(r["run_type"], r["state"]) for r in client.dag_runs(DAG_ID)] == [
+            ("scheduled", "success")
+        ]
+    finally:
+        services.stop(up.airflow_home)
+
+    logs = [*published.data_dir.rglob("*.log"), *up.airflow_home.rglob("*.log")]
+    texts = [log.read_text(errors="replace") for log in logs]
+    assert not any("Could not set lock" in text for text in texts)
+    waits = [
+        line
+        for text in [err, *texts]
+        for line in text.splitlines()
+        if "is in use by pid" in line and "waiting up to 600 s" in line
+    ]
+    assert waits, "one of the two waited for the other, saying so"
+    assert_marts_equal_the_floor(published, tmp_path)
