@@ -16,7 +16,7 @@ export UV_PYTHON_DOWNLOADS := never
 # Debian packages come through apt, with sudo unless we are root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup test-packages run up down test test-fast lint format docs seeds bench clean
+.PHONY: help setup test-packages superset-lock run up down test test-fast lint format docs seeds bench clean
 
 help:
 	@echo "make run    set everything up and run the pipeline DAG once (Airflow, DuckDB)"
@@ -36,10 +36,20 @@ $(VENV)/.synced: pyproject.toml uv.lock
 
 setup: $(VENV)/.synced
 
-# Chromium (Debian's package) opens the rendered report headless in the tests.
+# Chromium (Debian's package) opens the rendered report and the Superset dashboard headless in
+# the tests; chromium-driver lets the Superset test drive it (through Superset's own selenium),
+# and PostgreSQL holds that test's Superset metadata, as in docker-compose.yml.
 test-packages:
-	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
+	@{ command -v chromium && command -v chromedriver && ls /usr/lib/postgresql/*/bin/initdb; } \
+	  >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    chromium chromium-driver postgresql; }
+
+# The Superset image's lock (bi/superset/requirements.lock), for the image's Python 3.10.
+superset-lock:
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	cd bi/superset && $(UV) pip compile --quiet --python-version 3.10 \
+	  --python-platform x86_64-manylinux_2_28 requirements.in -o requirements.lock
 
 run: setup
 	$(BIN)/warehouse run

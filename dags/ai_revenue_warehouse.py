@@ -138,6 +138,9 @@ def ai_revenue_warehouse():
         env=dbt.dbt_env(SETTINGS),
         append_env=True,
         pool=WRITER_POOL,
+        # A failing model or test is bad data or a bad model, not a transient fault: no retry.
+        # The summary names the failing test and a few of its rows.
+        retries=0,
     )
 
     validation = validate_marts()

@@ -54,8 +54,10 @@ def run_ingest(landing: Path, db: Path) -> Outcome:
             con.execute("select _source_file, count(*) from raw.usage group by all").fetchall()
         )
         rejects: dict[str, list[tuple[int, str]]] = {}
+        # Rejected for good, or quarantined until what it depends on arrives: rejected now.
         for file, line, reason in con.execute(
-            "select file_path, line_number, reason from ingest.rejects order by all"
+            "select file_path, line_number, reason from ingest.rejects union all "
+            "select _source_file, _line_number, _reason from ingest.usage_quarantine order by all"
         ).fetchall():
             rejects.setdefault(file, []).append((line, reason))
     for file, rows_in, rows_loaded, rows_rejected in ledger:
@@ -192,8 +194,7 @@ def test_bad_row_is_rejected_with_its_line_and_reason_and_the_rest_load(landing,
 
 
 def test_out_of_range_dates_are_rejected(landing, db):
-    # A name without a month: only the range rule applies.
-    name = spend(landing, "usage_backfill.csv", HEADER + GOOD[0] + b"1999-03-01" + GOOD[1][10:])
+    name = spend(landing, "usage_2024_03.csv", HEADER + GOOD[0] + b"1999-03-01" + GOOD[1][10:])
 
     outcome = run_ingest(landing, db)
 

@@ -130,3 +130,22 @@ def test_no_literal_secrets_and_every_one_is_required():
 @pytest.mark.parametrize("service", ["airflow-api-server", "superset"])
 def test_ui_ports_listen_on_localhost_only(service):
     assert all(port.startswith("127.0.0.1:") for port in SERVICES[service]["ports"])
+
+
+def test_superset_bootstrap_defaults_are_the_compose_mounts():
+    """bootstrap.sh takes its paths from the environment (tests/test_superset.py runs it
+    natively); its defaults are where docker-compose.yml mounts the folders."""
+    superset = SERVICES["superset"]
+    assert superset["command"] == ["/app/warehouse_bi/bootstrap.sh"]
+    mounts = dict(volume.rsplit(":", 1)[0].split(":", 1) for volume in superset["volumes"])
+    script = (REPO / "bi/superset/bootstrap.sh").read_text()
+    defaults = dict(re.findall(r"^\w+=\$\{(\w+):-([^}]+)\}$", script, re.M))
+    assert mounts["./bi/superset"] == defaults["SUPERSET_BI_DIR"]
+    assert mounts["./data"] == defaults["WAREHOUSE_DATA_DIR"]
+    assert superset["environment"]["SUPERSET_CONFIG_PATH"] == (
+        f"{defaults['SUPERSET_BI_DIR']}/superset_config.py"
+    )
+    # Superset's metadata is the compose's Postgres service (the native test sets its own).
+    config = (REPO / "bi/superset/superset_config.py").read_text()
+    assert "os.environ.get('SUPERSET_DB_HOST', 'postgres')" in config
+    assert not {"SUPERSET_DB_HOST", "SUPERSET_DB_PORT"} & set(superset["environment"])

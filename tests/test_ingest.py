@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import settings_for
 from warehouse.ingest import SOURCES, SourceRefusedError, ingest_source, scan_file
+from warehouse.ingest.landing import take_inventory
 
 USAGE_HEADER = "usage_date,customer_id,product_line,model,tokens,amount_usd\n"
 
@@ -45,10 +46,11 @@ def db(data_dir) -> Path:
 def test_first_load_loads_every_seed_row(landing, db):
     results = ingest_all(landing, db, "run-1")
 
+    inventory = take_inventory(landing)
     for name, source in SOURCES.items():
         files = results[name].files
         assert files and all(f.action == "added" for f in files)
-        in_files = sum(scan_file(p).rows_in_file for p in landing.glob(source.pattern))
+        in_files = sum(scan_file(p).rows_in_file for p in inventory.files[name])
         assert query(db, f"select count(*) from raw.{source.table}")[0][0] == in_files
     assert len(results["usage"].files) == 24
     assert query(db, "select count(*) from ingest.rejects")[0][0] == 0
@@ -119,15 +121,19 @@ BAD_ROWS = [
     (2, "2024-03-01,c1,azure_openai,gpt-4,100,1.50", None),
     (3, "2024-03-02,c1,azure_openai,gpt-4,100,-1.50", "amount_usd is negative"),
     (4, "", None),  # a blank line is not a row
-    (5, "2024-03-xx,c1,azure_openai,gpt-4,100,1.50", 'Could not convert string "2024-03-xx"'),
+    (5, "2024-03-xx,c1,azure_openai,gpt-4,100,1.50", "usage_date is not a date (YYYY-MM-DD)"),
     (6, "2024-04-01,c1,azure_openai,gpt-4,100,1.50", "outside the month named in the file"),
     (7, "2024-03-01,c1,azure_openai,gpt-4,100,2.50", "duplicate of an earlier row"),
     (8, "2024-03-03,c1,azure_openai,gpt-4,100", "MISSING COLUMNS"),
     (9, "2024-03-03,,azure_openai,gpt-4,100,3", "missing customer_id"),
-    (10, "2024-03-04,c1,azure_openai,gpt-4,100,99999999999999999999", "CAST in amount_usd"),
+    (
+        10,
+        "2024-03-04,c1,azure_openai,gpt-4,100,99999999999999999999",
+        "amount_usd is not a decimal",
+    ),
     (11, "2024-03-04,c1,azure_openai,gpt-4,-5,1.00", "tokens is negative"),
     (12, "2024-03-05,c1,azure_openai,gpt-4,100,1.00,extra", "TOO MANY COLUMNS"),
-    (13, "2024-03-05,c1,azure_openai,gpt-4,abc,1.00", "CAST in tokens"),
+    (13, "2024-03-05,c1,azure_openai,gpt-4,abc,1.00", "tokens is not a whole number"),
     (14, "2024-03-06,c1,azure_openai,gpt-4,100,2.00", None),
 ]
 

@@ -140,6 +140,10 @@ def _run_pipeline(args: argparse.Namespace, settings: Settings) -> int:
         with contextlib.suppress(StorageError, duckdb.Error):
             print(format_summary(build_summary(settings, run_id=run.run_id)))
     if not run.succeeded:
+        if "transform (failed)" in run.failed_tasks:
+            from warehouse.serve.summary import dbt_failures, format_dbt_failures
+
+            print(format_dbt_failures(dbt_failures(settings)), file=sys.stderr)
         cause = failure_cause(run.log_file)
         print(
             f"error: failed tasks: {', '.join(run.failed_tasks)}; "

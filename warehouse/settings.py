@@ -165,6 +165,11 @@ class Settings:
         return self.data_dir / "docs" / "index.html"
 
     @property
+    def dbt_target_dir(self) -> Path:
+        """dbt's target folder (manifest, run results, compiled SQL) for this data folder."""
+        return self.data_dir / "dbt"
+
+    @property
     def logs_dir(self) -> Path:
         return self.data_dir / "logs"
 

@@ -1,23 +1,40 @@
-{#- The usage files whose current version (latest ledger load) is not yet in the incremental
-    model `model`: new files, and restated ones. On a full build, every file. -#}
-{% macro usage_files_to_process(model) -%}
+{#- The usage files as the ingestion ledger holds them now: each file's latest entry, unless
+    that entry retracted it (the file left the landing folder). -#}
+{% macro current_usage_files() -%}
     select
-        latest.file_path as source_file,
-        latest.file_loaded_at
+        file_path as source_file,
+        loaded_at as file_loaded_at
     from (
         select
             file_path,
-            max(loaded_at) as file_loaded_at
+            action,
+            loaded_at,
+            row_number() over (partition by file_path order by loaded_at desc) as recency
         from {{ source('ingest', 'ledger') }}
         where source = 'usage'
-        group by file_path
-    ) as latest
+    ) as entries
+    where recency = 1 and action <> 'retracted'
+{%- endmacro %}
+
+{#- The current usage files whose latest version (ledger entry) is not yet in the incremental
+    model `model`: new files, restated ones, and ones whose quarantined rows were loaded since.
+    On a full build, every current file. -#}
+{% macro usage_files_to_process(model) -%}
+    select current_files.source_file, current_files.file_loaded_at
+    from ({{ current_usage_files() }}) as current_files
     {% if is_incremental() %}
         where not exists (
             select 1
             from {{ model }} as built
-            where built.source_file = latest.file_path
-              and built.file_loaded_at = latest.file_loaded_at
+            where built.source_file = current_files.source_file
+              and built.file_loaded_at = current_files.file_loaded_at
         )
     {% endif %}
+{%- endmacro %}
+
+{#- The rows of the incremental model `model` to delete before new rows are appended: those of
+    files about to be processed again, and those of files no longer current (retracted). -#}
+{% macro usage_rows_to_replace(model) -%}
+    source_file in (select source_file from ({{ usage_files_to_process(model) }}) as changed)
+    or source_file not in (select source_file from ({{ current_usage_files() }}) as current_files)
 {%- endmacro %}

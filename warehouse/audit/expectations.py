@@ -17,10 +17,12 @@ from typing import Any
 
 import yaml
 
+from warehouse.audit import reconcile
 from warehouse.db import connect
 from warehouse.settings import EXPECTATIONS_DIR, Settings
 
 CLAIMS_SUITE = "claims"
+SUITE_FILES = ("marts.yml", "reconciliation.yml")
 # A mart may shrink a little between publishes (a restated file) but not collapse, and may
 # grow (new months) but not explode.
 ROW_COUNT_FLOOR = 0.95
@@ -43,6 +45,8 @@ class ValidationReport:
     success: bool
     run_id: str | None = None
     checks: list[Check] = field(default_factory=list)
+    # Rows and dollars: landing folder = loaded + quarantined (+ rejected rows) = marts.
+    reconciliation: dict = field(default_factory=dict)
     seconds: float = 0.0
     data_docs: str = ""
 
@@ -66,6 +70,7 @@ class ValidationReport:
             "failures": [asdict(c) for c in self.failures],
             "seconds": round(self.seconds, 2),
             "data_docs": self.data_docs,
+            "reconciliation": self.reconciliation,
         }
 
     def failure_table(self) -> str:
@@ -96,9 +101,12 @@ def read_report(settings: Settings) -> dict | None:
 
 
 def load_specs() -> tuple[dict, list[dict]]:
-    marts = yaml.safe_load((EXPECTATIONS_DIR / "marts.yml").read_text())["suites"]
+    """The dataframe suites (the marts', then the reconciliation's) and the claims."""
+    suites = {}
+    for name in SUITE_FILES:
+        suites |= yaml.safe_load((EXPECTATIONS_DIR / name).read_text())["suites"]
     claims = yaml.safe_load((EXPECTATIONS_DIR / "claims.yml").read_text())["claims"]
-    return marts, claims
+    return suites, claims
 
 
 def _claims_suite(claims: list[dict]) -> dict:
@@ -125,10 +133,13 @@ def _claims_suite(claims: list[dict]) -> dict:
     return {"expectations": expectations}
 
 
-def _frames(settings: Settings, marts: dict, claims: list[dict]) -> dict[str, Any]:
-    """The dataframe each suite validates, read from the build database."""
+def _frames(settings: Settings, marts: dict, claims: list[dict]) -> tuple[dict[str, Any], dict]:
+    """The dataframe each suite validates, read from the build database, and the
+    reconciliation's figures."""
     frames = {}
     with connect(settings.build_db, settings, read_only=True) as con:
+        con.register("landing_now", reconcile.landing_now(settings))
+        reconciliation = reconcile.figures(con)
         for name, suite in marts.items():
             sql = suite.get("sql") or f"select * from {suite['table']}"
             frames[name] = con.execute(sql).df()
@@ -139,7 +150,7 @@ def _frames(settings: Settings, marts: dict, claims: list[dict]) -> dict[str, An
     import pandas as pd
 
     frames[CLAIMS_SUITE] = pd.DataFrame(values)
-    return frames
+    return frames, reconciliation
 
 
 def _row_count_bounds(previous: dict | None, table: str | None) -> dict[str, float | None]:
@@ -199,12 +210,12 @@ def validate(
 
     marts, claims = load_specs()
     suites = {**marts, CLAIMS_SUITE: _claims_suite(claims)}
-    frames = _frames(settings, marts, claims)
+    frames, reconciliation = _frames(settings, marts, claims)
 
     context = gx.get_context(mode="file", project_root_dir=str(settings.data_dir))
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = context.data_sources.add_or_update_pandas("warehouse_marts")
-    report = ValidationReport(success=True, run_id=run_id)
+    report = ValidationReport(success=True, run_id=run_id, reconciliation=reconciliation)
     for name, spec in suites.items():
         parameters = _row_count_bounds(previous_manifest, spec.get("table"))
         checkpoint = _checkpoint(gx, context, source, name, spec)

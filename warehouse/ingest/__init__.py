@@ -1,12 +1,12 @@
 """Stage 1, ingest: landing files into the `raw` schema of the build database, with a ledger
 of every file and a reason for every rejected row."""
 
+from warehouse.ingest.landing import scan_file
 from warehouse.ingest.load import (
     FileRefusedError,
     SourceRefusedError,
     SourceResult,
     ingest_source,
-    scan_file,
 )
 from warehouse.ingest.sources import SOURCES
 

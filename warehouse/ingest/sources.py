@@ -1,5 +1,11 @@
-"""The landing sources: which files belong to each, their exact columns and types, and the row
-rules a loaded row must pass. Ingestion is generic; everything specific to a file lives here.
+"""The landing sources: which files belong to each, their exact columns and types, and the rules
+a loaded row must pass. Ingestion is generic; everything specific to a file lives here.
+
+Two kinds of rule. A row that breaks an intrinsic rule (a value that is not exactly of its
+type, a negative amount, a date outside its file's month) is rejected for good: only a new
+version of its file can change it. A row that breaks a rule about other data (a customer not
+yet in customers.csv, a key another file holds) is quarantined: it is checked again on every
+run, and loaded as soon as the rule holds, with no re-delivery.
 """
 
 from __future__ import annotations
@@ -7,13 +13,28 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from warehouse.reference import ACCEPTED
+
+# How a value of each column type must be written: exactly, or the row is rejected (never
+# rounded, never read as hex or in scientific notation).
+EXACT_TYPES = {
+    "BIGINT": (r"-?[0-9]{1,18}", "a whole number"),
+    "INTEGER": (r"-?[0-9]{1,9}", "a whole number"),
+    "DATE": (r"[0-9]{4}-[0-9]{2}-[0-9]{2}", "a date (YYYY-MM-DD)"),
+    "BOOLEAN": (r"(?i)true|false", "true or false"),
+}
+DECIMAL = re.compile(r"DECIMAL\((\d+),(\d+)\)")
+# Ids are lowercase letters, digits and underscores: `CUS_TIKTOK` is not `cus_tiktok` by
+# accident of case, it is rejected, so one customer can never load as two.
+IDENTIFIER = (r"[a-z0-9_]+", "lowercase letters, digits and _")
+
 
 @dataclass(frozen=True)
 class RowRule:
     """A row is rejected with `reason` when `violated_when` (a SQL predicate) is true.
 
     Predicates may use `$file_month`: the first day of the month named in the file name
-    (`usage_2024_03.csv`), or NULL when the name carries no month.
+    (`usage_2024_03.csv`).
     """
 
     reason: str
@@ -21,28 +42,51 @@ class RowRule:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """A column whose value must exist in another source's table (quarantined until it does)."""
+
+    column: str
+    table: str  # raw.<table>
+    reason: str
+
+
+@dataclass(frozen=True)
 class Source:
     name: str
-    pattern: str  # glob, relative to the landing folder
     table: str  # loaded into raw.<table>
     columns: dict[str, str]  # header name -> DuckDB type, in file order
-    required: tuple[str, ...]  # may not be empty
+    required: tuple[str, ...]  # may not be empty (nor blank)
     key: tuple[str, ...]  # a later row with the same key as an earlier one is rejected
     rules: tuple[RowRule, ...] = field(default_factory=tuple)
-    # Whether a row whose key another file of the source already loaded is rejected (the
-    # source spreads one table over many files, as usage does by month).
+    # One file at the top of the landing folder (`customers.csv`), or the monthly files of a
+    # folder (`spend/usage_2024_03.csv`), each named for its month.
+    file_name: str | None = None
+    folder: str | None = None
+    identifiers: tuple[str, ...] = ()  # columns holding ids (IDENTIFIER)
+    accepted: dict[str, tuple[str, ...]] = field(default_factory=dict)  # column -> values
+    references: tuple[Reference, ...] = ()
+    # Whether a row whose key another file of the source holds is quarantined (the source
+    # spreads one table over many files, as usage does by month).
     unique_across_files: bool = False
 
     @property
     def header(self) -> list[str]:
         return list(self.columns)
 
+    @property
+    def monthly(self) -> bool:
+        return self.folder is not None
 
+
+# The month a monthly file is for: the first `YYYY_MM` in its name (`usage_2024_03.csv`,
+# `usage_2024_03_v2.csv.gz`); a name without a valid month is refused.
 FILE_MONTH = re.compile(r"(\d{4})_(\d{2})")
+# What a landing file's name may end with; DuckDB reads gzip-compressed CSV natively.
+CSV_SUFFIXES = (".csv", ".csv.gz")
 
 CUSTOMERS = Source(
     name="customers",
-    pattern="customers.csv",
+    file_name="customers",
     table="customers",
     columns={
         "customer_id": "VARCHAR",
@@ -62,11 +106,13 @@ CUSTOMERS = Source(
         "is_synthetic",
     ),
     key=("customer_id",),
+    identifiers=("customer_id",),
+    accepted={"segment": tuple(ACCEPTED["segments"])},
 )
 
 EARNINGS = Source(
     name="earnings",
-    pattern="earnings.csv",
+    file_name="earnings",
     table="earnings",
     columns={
         "fiscal_year": "INTEGER",
@@ -103,7 +149,7 @@ EARNINGS = Source(
 
 USAGE = Source(
     name="usage",
-    pattern="spend/*.csv",
+    folder="spend",
     table="usage",
     columns={
         "usage_date": "DATE",
@@ -122,6 +168,8 @@ USAGE = Source(
         "amount_usd",
     ),
     key=("usage_date", "customer_id", "product_line", "model"),
+    identifiers=("customer_id",),
+    accepted={"product_line": tuple(ACCEPTED["product_lines"])},
     unique_across_files=True,
     rules=(
         RowRule("amount_usd is negative", "amount_usd < 0"),
@@ -130,20 +178,18 @@ USAGE = Source(
         # item is a unit or keying error, not revenue.
         RowRule("amount_usd above 100,000,000 for one day is implausible", "amount_usd > 1e8"),
         RowRule(
-            "usage_date is outside the month named in the file name",
-            "$file_month is not null and date_trunc('month', usage_date) <> $file_month",
-        ),
-        RowRule(
             "usage_date is out of range 2020-01-01 to 2099-12-31",
             "usage_date not between date '2020-01-01' and date '2099-12-31'",
         ),
-        RowRule("usage_date is in the future", "usage_date > current_date"),
-        # Customers load first (the DAG's order): spend must belong to a known customer.
         RowRule(
-            "customer_id is not in customers.csv",
-            "customer_id not in (select customer_id from raw.customers)",
+            "usage_date is outside the month named in the file name",
+            "date_trunc('month', usage_date) <> $file_month",
         ),
+        RowRule("usage_date is in the future", "usage_date > current_date"),
     ),
+    # Customers load first (the DAG's order); spend for a customer not yet registered waits in
+    # quarantine until customers.csv has it.
+    references=(Reference("customer_id", "customers", "customer_id is not in customers.csv"),),
 )
 
 SOURCES: dict[str, Source] = {s.name: s for s in (CUSTOMERS, EARNINGS, USAGE)}

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 from warehouse.audit.expectations import Check, format_failures, read_report
 from warehouse.db import connect
 from warehouse.publish import read_manifest
 from warehouse.settings import Settings
 
-# Current state: the latest ledger entry of each file (a file's rows were replaced by it).
+# Current state: the latest ledger entry of each file (a file's rows were replaced by it);
+# a retracted file (gone from the landing folder) counts only as this run's retraction.
 _SUMMARY_SQL = """
 with latest as (
     select * from ingest.ledger
@@ -15,17 +18,20 @@ with latest as (
 )
 select
     source,
-    count(*) as files,
-    sum(rows_in_file) as rows_in_files,
-    sum(rows_loaded) as rows_loaded,
-    sum(rows_rejected) as rows_rejected,
-    count(*) filter (where run_id = $run_id) as files_loaded_this_run,
+    count(*) filter (where action <> 'retracted') as files,
+    coalesce(sum(rows_in_file), 0) as rows_in_files,
+    coalesce(sum(rows_loaded), 0) as rows_loaded,
+    coalesce(sum(rows_rejected), 0) as rows_rejected,
+    coalesce(sum(rows_quarantined), 0) as rows_quarantined,
+    count(*) filter (where run_id = $run_id and action <> 'retracted') as files_loaded_this_run,
     coalesce(sum(rows_loaded) filter (where run_id = $run_id), 0) as rows_loaded_this_run,
     coalesce(sum(rows_rejected) filter (where run_id = $run_id), 0) as rows_rejected_this_run
 from latest
 group by source
 order by source
 """
+# How many of a failing dbt test's rows the summary shows.
+FAILING_ROWS_SHOWN = 3
 
 
 def build_summary(settings: Settings, run_id: str | None = None) -> dict:
@@ -41,6 +47,14 @@ def build_summary(settings: Settings, run_id: str | None = None) -> dict:
             "order by file_path",
             [run_id],
         ).fetchall()
+        retracted = con.execute(
+            "select file_path from ingest.ledger where run_id = ? and action = 'retracted' "
+            "order by file_path",
+            [run_id],
+        ).fetchall()
+        ignored = con.execute(
+            "select file_path, reason from ingest.ignored_files order by file_path"
+        ).fetchall()
     return {
         "database": str(path),
         "run_id": run_id,
@@ -53,8 +67,51 @@ def build_summary(settings: Settings, run_id: str | None = None) -> dict:
         },
         "sources": sources,
         "refused": [{"file_path": f, "problem": p} for f, p in refused],
+        "retracted": [f for (f,) in retracted],
+        "ignored": [{"file_path": f, "reason": r} for f, r in ignored],
         "headline": headline,
     }
+
+
+def dbt_failures(settings: Settings) -> list[dict]:
+    """The models and tests that failed in the last dbt build, each test with a few of the rows
+    that broke it (its compiled query, rerun on the build database)."""
+    results_file = settings.dbt_target_dir / "run_results.json"
+    if not results_file.exists():
+        return []
+    failures = []
+    results = json.loads(results_file.read_text())["results"]
+    failing = [r for r in results if r["status"] in ("fail", "error")]
+    with connect(settings.build_db, settings, read_only=True) as con:
+        for result in failing:
+            node = result["unique_id"]
+            rows: list[tuple] = []
+            if node.startswith("test.") and result.get("compiled_code"):
+                try:
+                    rows = con.execute(
+                        f"select * from ({result['compiled_code']}) limit {FAILING_ROWS_SHOWN}"
+                    ).fetchall()
+                except Exception:  # the query itself is what failed; its message says why
+                    rows = []
+            failures.append(
+                {
+                    "node": node,
+                    "status": result["status"],
+                    "failures": result.get("failures"),
+                    "message": (result.get("message") or "").splitlines()[0:1],
+                    "rows": [list(map(str, row)) for row in rows],
+                }
+            )
+    return failures
+
+
+def format_dbt_failures(failures: list[dict]) -> str:
+    lines = []
+    for failure in failures:
+        message = failure["message"][0] if failure["message"] else failure["status"]
+        lines.append(f"dbt: {failure['node']}: {message}")
+        lines += [f"    e.g. {', '.join(row)}" for row in failure["rows"]]
+    return "\n".join(lines)
 
 
 HEADLINE_MONTH = "2024-03-01"
@@ -92,6 +149,17 @@ def format_summary(summary: dict) -> str:
             f"{s['rows_rejected_this_run']:>8,}"
         )
     lines += [f"refused: {r['file_path']}: {r['problem']}" for r in summary["refused"]]
+    lines += [
+        f"retracted: {path} (no longer in the landing folder; its rows were removed)"
+        for path in summary["retracted"]
+    ]
+    lines += [f"ignored: {i['file_path']}: {i['reason']}" for i in summary["ignored"]]
+    quarantined = sum(s["rows_quarantined"] for s in summary["sources"])
+    if quarantined:
+        lines.append(
+            f"quarantined: {quarantined:,} rows wait for what they depend on (a customer not "
+            "yet in customers.csv, a key another file holds); they load when it arrives"
+        )
     for h in summary["headline"]:
         lines.append(
             f"{HEADLINE_MONTH[:7]} azure_openai by {h['level']}: top {h['top_customer_name']} "
@@ -122,6 +190,18 @@ def _audit_lines(summary: dict) -> list[str]:
                 "nothing was published"
             )
             lines.append(format_failures([Check(**f) for f in validation["failures"]]))
+        if figures := validation.get("reconciliation"):
+            lost = figures["rows_in_landing"] - (
+                figures["rows_loaded"] + figures["rows_quarantined"] + figures["rows_rejected"]
+            )
+            lines.append(
+                f"reconciliation ({when}): {figures['usage_files']} usage files, "
+                f"{figures['rows_in_landing']:,} rows = {figures['rows_loaded']:,} loaded + "
+                f"{figures['rows_quarantined']:,} quarantined + {figures['rows_rejected']:,} "
+                f"rejected (lost: {lost:,}); ${float(figures['landing_usd']):,.2f} in the files, "
+                f"${float(figures['loaded_usd']):,.2f} loaded, "
+                f"${float(figures['marts_usd']):,.2f} in the marts"
+            )
         lines.append(f"data docs: {validation['data_docs']}")
     if published:
         this_run = published["run_id"] == summary["run_id"]

@@ -18,8 +18,9 @@ TARGET_NAME = "build"
 def dbt_env(settings: Settings) -> dict[str, str]:
     """What dbt needs in its environment: the settings as variables, with the data folder as an
     absolute path (Cosmos runs dbt from a temporary copy of the project, so a relative default
-    would point elsewhere)."""
-    return settings.environment()
+    would point elsewhere), and its target folder in the data folder, where the run's results
+    outlive Cosmos' copy and builds over different data folders never share one."""
+    return {**settings.environment(), "DBT_TARGET_PATH": str(settings.dbt_target_dir)}
 
 
 def dbt_command(settings: Settings, *args: str) -> list[str]:
@@ -57,5 +58,5 @@ def generate_docs(settings: Settings) -> Path:
     run_dbt(settings, "docs", "generate", "--static")
     out = settings.dbt_docs
     out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(DBT_PROJECT_DIR / "target" / "static_index.html", out)
+    shutil.copyfile(settings.dbt_target_dir / "static_index.html", out)
     return out

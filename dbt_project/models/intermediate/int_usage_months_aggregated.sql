@@ -1,7 +1,8 @@
 {#-
     The usage fact the marts read, incremental by landing file: a run processes only the files
-    loaded (added or restated) since the last build, deleting a restated file's old rows
-    first, so one new month file costs one month of work. Grain: source file x month x
+    loaded (added, restated, or with quarantined rows loaded) since the last build, deleting a
+    restated file's old rows first, and deletes the rows of retracted files, so one new month
+    file costs one month of work. Grain: source file x month x
     customer x product line x model.
 -#}
 {{
@@ -11,8 +12,7 @@
         on_schema_change='fail',
         pre_hook="
             {% if is_incremental() %}
-            delete from {{ this }}
-            where source_file in (select source_file from ({{ usage_files_to_process(this) }}) as changed)
+            delete from {{ this }} where {{ usage_rows_to_replace(this) }}
             {% endif %}
         ",
     )
