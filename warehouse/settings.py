@@ -16,6 +16,10 @@ repo agree on the same files.
 | `WAREHOUSE_AIRFLOW_PORT` | `8080` | the UI and REST API of `make up` |
 | `WAREHOUSE_AIRFLOW_PASSWORD` | generated | the admin password of `make up` (and compose) |
 | `WAREHOUSE_DBT_EXECUTABLE` | the venv's `dbt` | dbt, where an image installs it elsewhere |
+| `WAREHOUSE_LOCK_WAIT_SECONDS` | `600` | how long a run waits for another on the same data folder |
+| `WAREHOUSE_QUERY_TIMEOUT_SECONDS` | `300` | `warehouse query`'s default timeout (`--timeout`) |
+| `WAREHOUSE_QUERY_MEMORY_LIMIT` | `2GB` | `warehouse query`'s memory limit (SQL cannot raise it) |
+| `WAREHOUSE_QUERY_THREADS` | `2` | `warehouse query`'s threads (SQL cannot raise them) |
 
 The quiet environment (telemetry and tracking off) is `quiet.env` at the repository root, the
 one file the Makefile, docker-compose.yml and this module read.
@@ -75,6 +79,13 @@ class Settings:
     airflow_port: int = 8080
     airflow_password: str | None = None
     dbt_executable: Path = VENV_DBT
+    # A second run on the same data folder waits this long for the first, then gives up
+    # naming it; 0 refuses at once. Longer than a run at the seeds' scale, so a `make run`
+    # during a scheduled run (or two started together) simply goes after it.
+    lock_wait_seconds: float = 600.0
+    query_timeout_seconds: float = 300.0
+    query_memory_limit: str = "2GB"
+    query_threads: int = 2
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -94,6 +105,18 @@ class Settings:
             airflow_password=env.get("WAREHOUSE_AIRFLOW_PASSWORD") or None,
             dbt_executable=Path(
                 env.get("WAREHOUSE_DBT_EXECUTABLE") or defaults["dbt_executable"].default
+            ),
+            lock_wait_seconds=float(
+                env.get("WAREHOUSE_LOCK_WAIT_SECONDS") or defaults["lock_wait_seconds"].default
+            ),
+            query_timeout_seconds=float(
+                env.get("WAREHOUSE_QUERY_TIMEOUT_SECONDS")
+                or defaults["query_timeout_seconds"].default
+            ),
+            query_memory_limit=env.get("WAREHOUSE_QUERY_MEMORY_LIMIT")
+            or defaults["query_memory_limit"].default,
+            query_threads=int(
+                env.get("WAREHOUSE_QUERY_THREADS") or defaults["query_threads"].default
             ),
         )
 
@@ -151,6 +174,16 @@ class Settings:
         return self.data_dir / "logs"
 
     @property
+    def run_lock(self) -> Path:
+        """The data folder's writer lock (flock), naming its holder."""
+        return self.data_dir / ".run.lock"
+
+    @property
+    def children_lock(self) -> Path:
+        """Held (shared) by every process a run starts, for as long as it lives."""
+        return self.data_dir / ".children.lock"
+
+    @property
     def spill_dir(self) -> Path:
         """Where DuckDB spills beyond its memory limit."""
         return self.data_dir / "duckdb_tmp"
@@ -169,6 +202,10 @@ class Settings:
             "WAREHOUSE_RETRY_DELAY_SECONDS": str(self.retry_delay_seconds),
             "WAREHOUSE_AIRFLOW_PORT": str(self.airflow_port),
             "WAREHOUSE_DBT_EXECUTABLE": str(self.dbt_executable),
+            "WAREHOUSE_LOCK_WAIT_SECONDS": f"{self.lock_wait_seconds:g}",
+            "WAREHOUSE_QUERY_TIMEOUT_SECONDS": f"{self.query_timeout_seconds:g}",
+            "WAREHOUSE_QUERY_MEMORY_LIMIT": self.query_memory_limit,
+            "WAREHOUSE_QUERY_THREADS": str(self.query_threads),
         }
         if self.airflow_password:
             env["WAREHOUSE_AIRFLOW_PASSWORD"] = self.airflow_password

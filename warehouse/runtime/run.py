@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from warehouse.runtime.children import launcher_command
 from warehouse.settings import DAG_ID, DAGS_FOLDER, WRITER_POOL, Settings
 
 
@@ -77,8 +79,12 @@ def prepare_airflow_home(settings: Settings, env: dict[str, str] | None = None) 
             ["db", "migrate"],
             ["pools", "set", WRITER_POOL, "1", "serialises writers of build.duckdb"],
         ):
-            subprocess.run(
-                airflow + command, check=True, stdout=log, stderr=subprocess.STDOUT, env=env
+            subprocess.run(  # through the launcher: it ends with this process
+                launcher_command(airflow + command),
+                check=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
             )
     marker.touch()
     return home
@@ -104,6 +110,22 @@ def run_once(settings: Settings, log_file: Path | None = None, dag_id: str = DAG
         dag_run = dag.test()
     failed = _failed_tasks(dag_id, dag_run.run_id)
     return PipelineRun(dag_run.run_id, str(dag_run.state), failed, log_file)
+
+
+# The one-line causes the pipeline's own errors carry (disk full, permission, corrupt database,
+# a data folder in use), as they appear in a task's log.
+_CAUSE = re.compile(r"\b(?:StorageError|LockHeldError): (.+)")
+
+
+def failure_cause(log_file: Path) -> str | None:
+    """The last one-line cause a failed task logged (a StorageError's or LockHeldError's
+    message), or None when the log holds none."""
+    try:
+        text = log_file.read_text(errors="replace")
+    except OSError:
+        return None
+    causes = [m[1].strip() for m in _CAUSE.finditer(text)]
+    return causes[-1] if causes else None
 
 
 def _failed_tasks(dag_id: str, run_id: str) -> list[str]:
