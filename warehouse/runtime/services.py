@@ -177,7 +177,7 @@ class Stack:
         return _state_dir(self.home) / f"{service}.log"
 
 
-def start(settings: Settings, services: tuple[str, ...] = SERVICES, timeout: float = 120) -> Stack:
+def start(settings: Settings, services: tuple[str, ...] = SERVICES, timeout: float = 180) -> Stack:
     """Start PostgreSQL, then the services in the background, and wait until the API answers."""
     home, port = settings.airflow_home, settings.airflow_port
     if alive := running(home):
@@ -191,7 +191,11 @@ def start(settings: Settings, services: tuple[str, ...] = SERVICES, timeout: flo
         cluster.start()
     except PostgresError as error:
         raise ServiceError(f"PostgreSQL: {error}") from None
-    prepare_airflow_home(settings, env, marker=cluster.root / ".warehouse-ready")
+    try:
+        prepare_airflow_home(settings, env, marker=cluster.root / ".warehouse-ready")
+    except subprocess.CalledProcessError as error:
+        log = home / "prepare.log"
+        raise ServiceError(f"airflow {' '.join(error.cmd[3:])} failed; see {log}") from None
     create_logins(settings, env, state / "logins.log")
     children: dict[str, subprocess.Popen] = {}
     for name in services:
