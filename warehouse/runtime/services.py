@@ -177,7 +177,7 @@ class Stack:
         return _state_dir(self.home) / f"{service}.log"
 
 
-def start(settings: Settings, services: tuple[str, ...] = SERVICES, timeout: float = 180) -> Stack:
+def start(settings: Settings, services: tuple[str, ...] = SERVICES, timeout: float = 300) -> Stack:
     """Start PostgreSQL, then the services in the background, and wait until the API answers."""
     home, port = settings.airflow_home, settings.airflow_port
     if alive := running(home):
