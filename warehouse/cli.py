@@ -3,7 +3,8 @@ same with or without `make` (settings come from the environment, with fresh-clon
 
   pipeline   run (the DAG once, end to end), ingest, docs (dbt docs), summary (the build)
   serving    query (read-only SQL), status (the last publish), marts (what each column means)
-  airflow    up / down (the local services), airflow-init (migrate, pool, admin login)
+  airflow    up / down (the local services), airflow (its CLI against them), airflow-init
+             (migrate, pool, logins)
   test data  generate (a calibrated, synthetic landing folder of any size)
 """
 
@@ -244,18 +245,25 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.port:
         settings = dataclasses.replace(settings, airflow_port=args.port)
-    print("starting Airflow: api-server, scheduler, dag-processor, triggerer ...", flush=True)
+    print(
+        "starting PostgreSQL, then Airflow: api-server, scheduler, dag-processor, triggerer, "
+        "log server ...",
+        flush=True,
+    )
     try:
         stack = services.start(settings)
         password = services.ensure_password(settings)
         client = services.ApiClient(stack.url, services.USERNAME, password)
         services.unpause(client, [DAG_ID, REPORT_DAG_ID])
+    except services.NotStarted as error:  # nothing was started: nothing to stop
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except services.ServiceError as error:
         services.stop(settings.airflow_home)
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"Airflow UI: {stack.url}  (user {services.USERNAME}, password {password})")
-    print(f"the password is kept in {services.password_file(stack.home)}")
+    print(f"Airflow UI: {stack.url}  (logins: {services.USERNAME}; {services.VIEWER}, read-only)")
+    print(f"their passwords are in {services.password_file(stack.home)} (readable by you only)")
     print(f"{DAG_ID} is unpaused on its daily schedule; {REPORT_DAG_ID} runs after each publish")
     print(f"service logs: {stack.log('scheduler').parent}/; stop with `make down`")
     return 0
@@ -264,18 +272,40 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
 def _down(args: argparse.Namespace, settings: Settings) -> int:
     from warehouse.runtime import services
 
-    stopped = services.stop(settings.airflow_home)
+    try:
+        stopped = services.stop(settings.airflow_home)
+    except services.ServiceError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print(f"stopped: {', '.join(stopped)}" if stopped else "no Airflow services were running")
     return 0
 
 
+def _airflow(args: argparse.Namespace, settings: Settings) -> int:
+    """`airflow ...` with the environment of make up's services (PostgreSQL, FAB), which the
+    plain `airflow` command (SQLite, make run's) does not have."""
+    import os
+
+    from warehouse.runtime import services
+
+    command = [sys.executable, "-m", "airflow", *args.arguments]
+    os.execve(sys.executable, command, services.service_environment(settings))
+
+
 def _airflow_init(args: argparse.Namespace, settings: Settings) -> int:
+    """For docker-compose.yml: its environment names the metadata database and the FAB auth
+    manager; the passwords come from .env through the settings."""
+    import os
+
     from warehouse.runtime import services
     from warehouse.runtime.run import prepare_airflow_home
 
     home = prepare_airflow_home(settings)
-    services.ensure_password(settings)
-    print(f"Airflow ready in {home}: metadata migrated, pool {WRITER_POOL}, admin login")
+    services.create_logins(settings, dict(os.environ), home / "logins.log")
+    print(
+        f"Airflow ready in {home}: metadata migrated, pool {WRITER_POOL}, "
+        f"logins {services.USERNAME} and {services.VIEWER}"
+    )
     return 0
 
 
@@ -338,9 +368,16 @@ def main(argv: list[str] | None = None) -> int:
     down.set_defaults(handler=_down)
 
     airflow_init = commands.add_parser(
-        "airflow-init", help="migrate Airflow's metadata, create the pool and the admin login"
+        "airflow-init", help="migrate Airflow's metadata, create the pool and the logins"
     )
     airflow_init.set_defaults(handler=_airflow_init)
+
+    airflow = commands.add_parser(
+        "airflow",
+        help="Airflow's own CLI against make up's metadata database (dags trigger, backfill ...)",
+    )
+    airflow.add_argument("arguments", nargs=argparse.REMAINDER, help="airflow's arguments")
+    airflow.set_defaults(handler=_airflow)
 
     args = parser.parse_args(argv)
     settings = Settings.from_env()  # built once, here, and passed down

@@ -64,13 +64,19 @@ def _output_to(log_file: Path):
             os.close(saved[1])
 
 
-def prepare_airflow_home(settings: Settings, env: dict[str, str] | None = None) -> Path:
-    """Create Airflow's metadata database (SQLite) and the writer pool, once per Airflow home;
-    `env` is the environment the services will run with (the settings' by default)."""
+def prepare_airflow_home(
+    settings: Settings, env: dict[str, str] | None = None, marker: Path | None = None
+) -> Path:
+    """Create Airflow's metadata database and the writer pool, once per database: the
+    embedded SQLite one of the Airflow home by default, or the one `env` (the environment the
+    services will run with) names, whose `marker` file says it is ready. The metadata files
+    (SQLite's database, airflow.cfg with its generated secrets) are readable by their owner
+    only."""
     env = {**os.environ, **settings.environment(), **(env or {})}
     home = settings.airflow_home
-    marker = home / ".warehouse-ready"
+    marker = marker or home / ".warehouse-ready"
     if marker.exists():
+        _owner_only(home)
         return home
     home.mkdir(parents=True, exist_ok=True)
     airflow = [sys.executable, "-m", "airflow"]
@@ -86,8 +92,20 @@ def prepare_airflow_home(settings: Settings, env: dict[str, str] | None = None) 
                 stderr=subprocess.STDOUT,
                 env=env,
             )
+    _owner_only(home)
     marker.touch()
     return home
+
+
+# Airflow's files that hold metadata or secrets (SQLite's journal files take the database's mode).
+METADATA_FILES = ("airflow.db", "airflow.cfg", "webserver_config.py")
+
+
+def _owner_only(home: Path) -> None:
+    for name in METADATA_FILES:
+        path = home / name
+        if path.exists():
+            path.chmod(0o600)
 
 
 def load_dag(dag_id: str = DAG_ID):
