@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import calendar
 import csv
+import ctypes
 import functools
 import itertools
 import math
@@ -884,11 +885,23 @@ def write_landing(
         return counts
     # The workers (forked: they inherit the plan) start on the first months while this process
     # writes the customers; months are handed out in order, so files appear from the first.
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
+    with multiprocessing.get_context("fork").Pool(workers, _keep_freed_memory) as pool:
         written = pool.imap(_write_month, jobs)
         counts = _write_reference(out, plan)
         counts.update(written)
     return counts
+
+
+def _keep_freed_memory() -> None:
+    """Let a worker's allocator keep the memory of one chunk for the next (glibc): otherwise the
+    chunks' arrays are returned to the kernel when freed and faulted in again, which costs
+    about a fifth of the work in system time. Memory stays at one chunk's peak."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: do not trim the heap's free top
+        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD: arrays come from the heap, not mmap
+    except (OSError, AttributeError):
+        pass
 
 
 def _write_reference(out: Path, plan: Plan | ScaledPlan) -> dict[str, int]:
