@@ -5,7 +5,13 @@ synthetic: each customer gets a monthly spend target per product line (the real 
 targets are calibrated to the reported claims, see seeds/README.md), and the target is spread
 over days (weekday/weekend, in-month growth, noise) and models. Every number comes from a
 random generator seeded by a fixed seed and the row's own coordinates, so the same seed
-always writes the same bytes, and rows are written as they are made (flat memory at any size).
+always writes the same bytes.
+
+Two plans feed one writer. `Plan` (the default, the committed seeds) draws each customer-month
+with its own `random.Random`; `ScaledPlan` (`rows=N`) draws the same distributions by hashing
+the seed and the coordinates, so the rows a tail size makes are counted without making them and
+any month can be made on its own, in parallel. The writer expands customer-months into rows and
+CSV bytes with numpy, a bounded chunk at a time (flat memory at any size).
 """
 
 from __future__ import annotations
