@@ -404,7 +404,7 @@ def _cents(amount: np.ndarray) -> np.ndarray:
     return cents.astype(np.int64)
 
 
-# Two ASCII digits per 16-bit unit (little-endian: the tens first), for 0-99 in three forms:
+# Two ASCII digits per 16-bit unit (as bytes: the tens, then the units), for 0-99 in three forms:
 # both digits, the tens blanked (a leading zero) and both blanked (left of the first digit).
 _PAIRS = np.array(
     [[48 + i // 10, 48 + i % 10] for i in range(100)]
@@ -639,15 +639,12 @@ class ScaledPlan:
             slots = _ranges(entries[rows], models[rows])
             model_id[slots], model_weight[slots] = ids, weights
         base = _day_base(month)
-        ends = np.cumsum(models * days)
+        ends = np.cumsum(models * days)  # rows up to and including each customer-month
         first = 0
         while first < len(key):
-            last = max(
-                first + 1,
-                int(
-                    np.searchsorted(ends, ends[first] - models[first] * days + CHUNK_ROWS, "right")
-                ),
-            )
+            # As many customer-months as fit in CHUNK_ROWS rows (at least one).
+            before = int(ends[first]) - int(models[first]) * days
+            last = max(first + 1, int(np.searchsorted(ends, before + CHUNK_ROWS, "right")))
             part = slice(first, last)
             draws = _uniform(self.seed, "day", key[part, None], m, np.arange(days))
             weights = base * (0.88 + 0.24 * draws)
