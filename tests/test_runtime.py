@@ -21,7 +21,7 @@ import duckdb
 import psutil
 import pytest
 
-from tests.conftest import REPO, settings_for
+from tests.conftest import REPO, free_ports, settings_for
 from warehouse.runtime.lock import LockHeldError, hold_data_lock, read_holder
 from warehouse.settings import Settings
 
@@ -621,23 +621,27 @@ def test_two_runs_at_once_give_one_refusal_or_one_wait_and_correct_marts(publish
 
 
 @pytest.mark.slow
-def test_a_scheduled_run_and_make_run_on_one_data_folder_take_turns(published, tmp_path):
+def test_a_scheduled_run_and_make_run_on_one_data_folder_take_turns(
+    published, stack_home, tmp_path
+):
     """`make up`'s scheduler (its own Airflow home, each task its own process) and a `make run`
     (another Airflow home) on the same data folder: whoever comes second waits for the lock,
     saying for whom; both runs succeed, no DuckDB lock error anywhere, marts equal the floor."""
     import dataclasses
-    import socket
 
     from tests.test_faults import restate_and_add_a_month
     from warehouse.runtime import services
     from warehouse.settings import DAG_ID
 
     restate_and_add_a_month(published.landing_dir)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    api_port, worker_log_port, trigger_log_port = free_ports(3)
     up = dataclasses.replace(
-        published, airflow_home=tmp_path / "up", airflow_port=port, airflow_password=None
+        published,
+        airflow_home=stack_home,
+        airflow_port=api_port,
+        airflow_worker_log_port=worker_log_port,
+        airflow_trigger_log_port=trigger_log_port,
+        airflow_password=None,
     )
     stack = services.start(up)
     try:

@@ -10,15 +10,12 @@ password files owner-only, and a second stack on a taken port refused in one lin
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
@@ -31,7 +28,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from tests.conftest import REPO, settings_for
+from tests.conftest import REPO, free_ports, settings_for
 from warehouse.runtime import processes, services
 from warehouse.runtime.postgres import Cluster
 from warehouse.settings import DAG_ID, REPORT_DAG_ID, Settings
@@ -53,26 +50,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("localhost", 0))
         return probe.getsockname()[1]
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` different ports free now (held together while chosen, so they differ)."""
-    with contextlib.ExitStack() as held:
-        probes = [held.enter_context(socket.socket()) for _ in range(count)]
-        for probe in probes:
-            probe.bind(("127.0.0.1", 0))
-        return [probe.getsockname()[1] for probe in probes]
-
-
-@pytest.fixture
-def stack_home():
-    """A short (the PostgreSQL socket's path is bounded), private Airflow home that the
-    cluster's own user may pass through (mode 0711: it cannot list it)."""
-    home = Path(tempfile.mkdtemp(prefix="wh-airflow-"))
-    home.chmod(0o711)
-    yield home
-    services.stop(home)
-    shutil.rmtree(home, ignore_errors=True)
 
 
 def listening(pids: set[int]) -> set[tuple[str, int]]:
