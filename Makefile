@@ -16,11 +16,11 @@ export UV_PYTHON_DOWNLOADS := never
 # Debian packages come through apt, with sudo unless we are root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup spark-setup spark-thrift-up spark-thrift-down test-packages superset-lock run up down test test-fast lint format docs seeds bench clean
+.PHONY: help setup spark-setup spark-thrift-up spark-thrift-down test-packages postgres-packages superset-lock run up down test test-fast lint format docs seeds bench clean
 
 help:
 	@echo "make run    set everything up and run the pipeline DAG once (Airflow, DuckDB)"
-	@echo "make up     start Airflow (UI on localhost:8080) with the DAGs on their schedule"
+	@echo "make up     start Airflow (UI on localhost:8080, metadata in PostgreSQL) with the DAGs on their schedule"
 	@echo "make down   stop what make up started"
 	@echo "make test   run the whole test suite (what CI runs)"
 	@echo "make test-fast  the inner loop: every test that needs no whole DAG run, scheduler or browser"
@@ -55,8 +55,9 @@ spark-thrift-down:
 
 # Chromium (Debian's package) opens the rendered report and the Superset dashboard headless in
 # the tests; chromium-driver lets the Superset test drive it (through Superset's own selenium),
-# and PostgreSQL holds that test's Superset metadata, as in docker-compose.yml.
-test-packages:
+# and PostgreSQL holds that test's Superset metadata, as in docker-compose.yml (and, as
+# postgres-packages, the metadata of the scheduler's end-to-end test, as make up does).
+test-packages: postgres-packages
 	@{ command -v chromium && command -v chromedriver && ls /usr/lib/postgresql/*/bin/initdb; } \
 	  >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
@@ -68,10 +69,17 @@ superset-lock:
 	cd bi/superset && $(UV) pip compile --quiet --python-version 3.10 \
 	  --python-platform x86_64-manylinux_2_28 requirements.in -o requirements.lock
 
+# PostgreSQL 15 (Debian's package) holds the metadata of the running Airflow (make up); the
+# project runs its own cluster under the Airflow home, never the package's system service.
+PG_BIN := /usr/lib/postgresql/15/bin
+postgres-packages:
+	@test -x $(PG_BIN)/initdb || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql-15; }
+
 run: setup
 	$(BIN)/warehouse run
 
-up: setup
+up: setup postgres-packages
 	$(BIN)/warehouse up
 
 down: setup

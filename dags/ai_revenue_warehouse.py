@@ -13,7 +13,8 @@ audited build (the architecture: README.md, *What a run does*).
 - **summarize**: what was loaded, the validation, the publish and the 2024-03 headline.
 
 Tasks that write the build database share the one-slot `duckdb_writer` pool: DuckDB allows one
-read-write process per file.
+read-write process per file. Each also holds the data folder's lock (`<data>/.run.lock`), which
+orders them with a `make run` or another Airflow on the same data folder; dbt ends with its task.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from __future__ import annotations
 from airflow.sdk import dag, task, task_group
 from cosmos import ProfileConfig
 from cosmos.constants import InvocationMode
-from cosmos.operators.local import DbtBuildLocalOperator
 
 from warehouse.runtime.dags import PUBLISHED_WAREHOUSE, dag_settings
+from warehouse.runtime.lock import hold_data_lock
 from warehouse.settings import DAG_ID, WRITER_POOL, Settings
 from warehouse.transform import dbt
+from warehouse.transform.operator import OwnedDbtBuildOperator
 
 # The DAG's settings at parse time (retries, dbt's environment); each task builds its own from
 # its process's environment when it runs, as every entry point does.
@@ -39,8 +41,10 @@ def load(source: str, run_id: str | None = None) -> dict:
 
     from warehouse.ingest import SourceRefusedError, ingest_source
 
+    settings = Settings.from_env()
     try:
-        return ingest_source(source, run_id, Settings.from_env()).to_dict()
+        with hold_data_lock(settings, f"ingest {source}", run_id):
+            return ingest_source(source, run_id, settings).to_dict()
     except SourceRefusedError as refused:
         raise AirflowFailException(str(refused)) from refused
 
@@ -54,7 +58,8 @@ def validate_marts(run_id: str | None = None) -> dict:
     from warehouse.publish import read_manifest
 
     settings = Settings.from_env()
-    report = validate(settings, run_id=run_id, previous_manifest=read_manifest(settings))
+    with hold_data_lock(settings, "validate", run_id):
+        report = validate(settings, run_id=run_id, previous_manifest=read_manifest(settings))
     summary = report.summary()
     print(
         f"{summary['evaluated_expectations']} expectations, "
@@ -75,7 +80,8 @@ def publish(validation: dict, run_id: str | None = None, outlet_events=None) -> 
     from warehouse.publish import publish as publish_build
 
     settings = Settings.from_env()
-    manifest = publish_build(settings, run_id, validation)
+    with hold_data_lock(settings, "publish", run_id):
+        manifest = publish_build(settings, run_id, validation)
     published = {key: manifest[key] for key in ("run_id", "published_at", "row_counts")}
     published["warehouse"] = str(settings.published_db)
     outlet_events[PUBLISHED_WAREHOUSE].extra = published
@@ -87,7 +93,9 @@ def summarize(run_id: str | None = None) -> dict:
     """Log what the build database holds, what this run loaded, and the headline."""
     from warehouse.serve.summary import build_summary, format_summary
 
-    summary = build_summary(Settings.from_env(), run_id=run_id)
+    settings = Settings.from_env()
+    with hold_data_lock(settings, "summarize", run_id):
+        summary = build_summary(settings, run_id=run_id)
     print(format_summary(summary))
     return summary
 
@@ -113,8 +121,9 @@ def ai_revenue_warehouse():
     # so nothing is validated or published). One dbt process, not one per model: rendered per
     # model, 16 tasks spent ~4 s each starting dbt for a few seconds of work in all
     # (benchmarks/README.md). dbt runs as a subprocess, holding DuckDB's single write handle
-    # only while it builds, even when every task shares one process (dag.test()).
-    transform = DbtBuildLocalOperator(
+    # only while it builds, even when every task shares one process (dag.test()); the
+    # operator holds the data folder's lock and makes dbt end with the task, however it ends.
+    transform = OwnedDbtBuildOperator(
         task_id="transform",
         project_dir=dbt.DBT_PROJECT_DIR,
         profile_config=ProfileConfig(

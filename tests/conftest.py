@@ -6,10 +6,12 @@ before any test module imports Airflow, which reads its home once, at import.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -109,3 +111,25 @@ def published(first_run, tmp_path) -> Settings:
     shutil.copytree(settings.landing_dir, tmp_path / "landing")
     shutil.copytree(settings.data_dir, tmp_path / "data", ignore=shutil.ignore_patterns("logs"))
     return settings_for(tmp_path / "landing", tmp_path / "data")
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` different ports free now (held together while chosen, so they differ)."""
+    with contextlib.ExitStack() as held:
+        probes = [held.enter_context(socket.socket()) for _ in range(count)]
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+
+
+@pytest.fixture
+def stack_home():
+    """A short (the PostgreSQL socket's path is bounded), private Airflow home for `make up`'s
+    services that the cluster's own user may pass through (mode 0711: it cannot list it)."""
+    from warehouse.runtime import services
+
+    home = Path(tempfile.mkdtemp(prefix="wh-airflow-"))
+    home.chmod(0o711)
+    yield home
+    services.stop(home)
+    shutil.rmtree(home, ignore_errors=True)

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
+from warehouse.runtime import services
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
@@ -149,3 +150,30 @@ def test_superset_bootstrap_defaults_are_the_compose_mounts():
     config = (REPO / "bi/superset/superset_config.py").read_text()
     assert "os.environ.get('SUPERSET_DB_HOST', 'postgres')" in config
     assert not {"SUPERSET_DB_HOST", "SUPERSET_DB_PORT"} & set(superset["environment"])
+
+
+def test_airflow_uses_the_fab_auth_manager_with_an_admin_and_a_viewer():
+    """The same production auth manager as `make up` (test_serving.py proves it there), and
+    airflow-init creates both logins from .env's secrets."""
+    for name in AIRFLOW_SERVICES:
+        env = SERVICES[name]["environment"]
+        assert env["AIRFLOW__CORE__AUTH_MANAGER"] == services.AUTH_MANAGER, name
+        assert not [key for key in env if "SIMPLE_AUTH_MANAGER" in key], name
+    init = SERVICES["airflow-init"]["environment"]
+    for variable, secret in [
+        ("WAREHOUSE_AIRFLOW_PASSWORD", "AIRFLOW_ADMIN_PASSWORD"),
+        ("WAREHOUSE_AIRFLOW_VIEWER_PASSWORD", "AIRFLOW_VIEWER_PASSWORD"),
+    ]:
+        assert REQUIRED.match(init[variable]).group("name") == secret
+    # The image installs the locked dependencies: the provider and both PostgreSQL drivers
+    # (Airflow 3 derives an asyncpg URL from the psycopg2 one for its async engine).
+    lock = (REPO / "uv.lock").read_text()
+    for package in ("apache-airflow-providers-fab", "psycopg2-binary", "asyncpg"):
+        assert f'\nname = "{package}"\n' in lock, package
+
+
+def test_airflow_services_share_the_task_logs():
+    """The api-server serves task logs from files the scheduler's workers wrote."""
+    for name in AIRFLOW_SERVICES:
+        assert "airflow-logs:/opt/airflow/logs" in SERVICES[name]["volumes"], name
+    assert "airflow-logs" in COMPOSE["volumes"]

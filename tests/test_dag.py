@@ -84,7 +84,9 @@ def test_dag_declares_schedule_retries_and_one_writer():
     assert dag.get_task("publish").upstream_task_ids == {"validate"}
     # One dbt build over the whole project, between ingestion and the audit.
     transform = dag.get_task("transform")
-    assert type(transform).__name__ == "DbtBuildLocalOperator"
+    # Cosmos's dbt build, under the data folder's lock, with dbt owned by the task.
+    assert type(transform).__name__ == "OwnedDbtBuildOperator"
+    assert any(c.__name__ == "DbtBuildLocalOperator" for c in type(transform).__mro__)
     assert transform.base_cmd == ["build"]
     assert not transform.select and not transform.exclude  # every model and test
     assert transform.upstream_task_ids == {"ingest.earnings", "ingest.usage"}

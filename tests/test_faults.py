@@ -31,16 +31,9 @@ import os, signal
 import warehouse.ingest.load as ingest
 from warehouse.settings import Settings
 real = ingest._replace_file_rows
-def killed_before_commit(con, *args):
-    execute = con.execute
-    class Dying:
-        def __getattr__(self, name):
-            return getattr(con, name)
-        def execute(self, sql, *rest):
-            if sql == "commit":  # rows deleted and inserted, the transaction still open
-                os.kill(os.getpid(), signal.SIGKILL)
-            return execute(sql, *rest)
-    return real(Dying(), *args)
+def killed_before_commit(*args):
+    real(*args)  # rows deleted and inserted, the ledger written: the transaction still open
+    os.kill(os.getpid(), signal.SIGKILL)
 ingest._replace_file_rows = killed_before_commit
 ingest.ingest_source("usage", "killed-run", Settings.from_env())
 """

@@ -1,7 +1,12 @@
 """Serving, end to end: Airflow's own scheduler runs the pipeline on its schedule, publishes and
 triggers the report, while a BI-style reader polls the published warehouse; afterwards the
 marts are read through `warehouse query`, through SQLAlchemy with duckdb-engine (the way
-Superset connects) and the run's state through the authenticated REST API."""
+Superset connects) and the run's state through the authenticated REST API.
+
+The services run as `make up` runs them: metadata in the project's PostgreSQL cluster, the FAB
+auth manager with an admin and a read-only viewer (refused a trigger, a pause and an edit, but
+shown runs and logs), every listener on 127.0.0.1 on the configured ports, the metadata and
+password files owner-only, and a second stack on a taken port refused in one line."""
 
 from __future__ import annotations
 
@@ -18,12 +23,14 @@ import urllib.request
 from datetime import datetime
 from pathlib import Path
 
+import psutil
 import pytest
 import sqlalchemy as sa
 import yaml
 
-from tests.conftest import REPO, settings_for
+from tests.conftest import REPO, free_ports, settings_for
 from warehouse.runtime import processes, services
+from warehouse.runtime.postgres import Cluster
 from warehouse.settings import DAG_ID, REPORT_DAG_ID, Settings
 
 pytestmark = pytest.mark.slow
@@ -43,6 +50,28 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("localhost", 0))
         return probe.getsockname()[1]
+
+
+def listening(pids: set[int]) -> set[tuple[str, int]]:
+    """(address, port) of every TCP socket these processes listen on."""
+    return {
+        (c.laddr.ip, c.laddr.port)
+        for c in psutil.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.pid in pids
+    }
+
+
+def service_pids(stack: services.Stack, cluster: Cluster) -> set[int]:
+    """Every process of the stack: each service with its children, and PostgreSQL's."""
+    pids = set()
+    for pid in [*stack.pids.values(), int(cluster.postmaster_pid())]:
+        process = psutil.Process(pid)
+        pids |= {pid, *(child.pid for child in process.children(recursive=True))}
+    return pids
+
+
+def mode(path: Path) -> str:
+    return oct(path.stat().st_mode & 0o777)
 
 
 class BiReader(threading.Thread):
@@ -106,16 +135,23 @@ def warehouse_query(sql: str, settings: Settings) -> list[dict]:
     return json.loads(result.stdout)
 
 
-def test_scheduler_runs_the_pipeline_publishes_and_every_client_reads(published, tmp_path):
+def test_scheduler_runs_the_pipeline_publishes_and_every_client_reads(
+    published, stack_home, tmp_path
+):
     # Start from a published warehouse, so that readers have one during the whole run; the
-    # services get their own Airflow home and port, and no password (one is generated).
-    home = tmp_path / "airflow"
+    # services get their own Airflow home and ports, and no passwords (they are generated).
+    home = stack_home
+    api_port, worker_log_port, trigger_log_port = free_ports(3)
     settings = dataclasses.replace(
         settings_for(published.landing_dir, published.data_dir),
         airflow_home=home,
-        airflow_port=free_port(),
+        airflow_port=api_port,
+        airflow_worker_log_port=worker_log_port,
+        airflow_trigger_log_port=trigger_log_port,
         airflow_password=None,
+        airflow_viewer_password=None,
     )
+    cluster = Cluster.of(home)
     data_dir = settings.data_dir
     previous = json.loads(settings.manifest.read_text())
 
@@ -124,8 +160,16 @@ def test_scheduler_runs_the_pipeline_publishes_and_every_client_reads(published,
     started = time.monotonic()
     stack = services.start(settings)
     try:
-        password = services.ensure_password(settings)  # generated on this first start
-        client = services.ApiClient(stack.url, services.USERNAME, password)
+        up = time.monotonic() - started
+        passwords = json.loads(services.password_file(home).read_text())  # generated now
+        client = services.ApiClient(stack.url, services.USERNAME, passwords["admin"])
+        viewer = services.ApiClient(stack.url, services.VIEWER, passwords["viewer"])
+        # Every listener of the stack is on 127.0.0.1, on exactly the configured ports.
+        listeners = listening(service_pids(stack, cluster))
+        # A second stack (another home) on the same machine and ports is refused at once.
+        second = dataclasses.replace(settings, airflow_home=tmp_path / "second")
+        with pytest.raises(services.NotStarted) as taken:
+            services.start(second)
         services.unpause(client, [DAG_ID, REPORT_DAG_ID])
         # A second, manual trigger while the scheduled run is active: it must wait its turn.
         while not client.dag_runs(DAG_ID):
@@ -138,11 +182,37 @@ def test_scheduler_runs_the_pipeline_publishes_and_every_client_reads(published,
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(anonymous, timeout=10)
         with pytest.raises(services.ServiceError, match="HTTP 401"):
-            services.ApiClient(stack.url, services.USERNAME, password + "x")
+            services.ApiClient(stack.url, services.USERNAME, passwords["admin"] + "x")
+        # The viewer sees the runs and their logs, and may not trigger, pause or edit.
+        seen_by_viewer = viewer.dag_runs(DAG_ID)
+        run_path = f"/api/v2/dags/{DAG_ID}/dagRuns/{manual['dag_run_id']}"
+        log = viewer.get(f"{run_path}/taskInstances/publish/logs/1")
+        viewer_refusals = {}
+        for method, path, body in [
+            ("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None}),
+            ("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": True}),
+            ("POST", f"/api/v2/dags/{DAG_ID}/clearTaskInstances", {"dry_run": True}),
+            ("PATCH", run_path, {"state": "failed"}),
+        ]:
+            with pytest.raises(services.ServiceError) as refusal:
+                viewer._call(method, path, body, auth=True)
+            viewer_refusals[f"{method} {path}"] = str(refusal.value)
+        # The metadata is in PostgreSQL, through the socket (no SQLite file in the home).
+        engine = sa.create_engine(
+            cluster.url, connect_args={"passfile": str(cluster.password_file)}
+        )
+        with engine.connect() as con:
+            runs_in_postgres = con.execute(
+                sa.text("select count(*) from dag_run where dag_id = :dag"), {"dag": DAG_ID}
+            ).scalar_one()
+        engine.dispose()
     finally:
         reader.stop()
         stopped = services.stop(home)
-    print(f"scheduler start to report done: {elapsed:.0f} s; BI reads: {len(reader.reads)}")
+    print(
+        f"PostgreSQL, migrations, logins and API up: {up:.0f} s; "
+        f"scheduler start to report done: {elapsed:.0f} s; BI reads: {len(reader.reads)}"
+    )
 
     # The scheduler made and ran the runs: the pipeline's on its schedule, then the manual one
     # after it (never both at once), and the report's on each published Asset event.
@@ -151,10 +221,37 @@ def test_scheduler_runs_the_pipeline_publishes_and_every_client_reads(published,
     assert datetime.fromisoformat(manual["start_date"]) >= datetime.fromisoformat(run["end_date"])
     assert [(r["run_type"], r["state"]) for r in reports] == [("asset_triggered", "success")] * 2
     assert refused.value.code == 401
-    assert set(stopped) == set(services.SERVICES)
+    assert runs_in_postgres == 2
+    assert not (home / "airflow.db").exists()
+
+    # Roles: the viewer reads runs and logs; every change is refused with 403.
+    assert {r["dag_run_id"] for r in seen_by_viewer} >= {run["dag_run_id"], manual["dag_run_id"]}
+    assert "task_id=publish" in json.dumps(log) and len(log["content"]) > 5, log
+    assert all("HTTP 403" in refusal for refusal in viewer_refusals.values()), viewer_refusals
+
+    # A shared machine: local listeners only, configured ports, a one-line refusal when taken.
+    assert listeners == {
+        ("127.0.0.1", api_port),
+        ("127.0.0.1", worker_log_port),
+        ("127.0.0.1", trigger_log_port),
+    }
+    assert str(taken.value) == (
+        f"port {api_port} on 127.0.0.1 is taken by another program: it is for the Airflow API "
+        "and UI (WAREHOUSE_AIRFLOW_PORT); set that variable to a free port"
+    )
+    assert not (tmp_path / "second").exists()  # nothing of the refused stack was started
+
+    # Owner-only files: the passwords, the metadata (and secrets) files, PostgreSQL's data.
+    assert mode(services.password_file(home)) == "0o600"
+    assert mode(cluster.password_file) == "0o600"
+    assert mode(home / "airflow.cfg") == "0o600"
+    assert mode(cluster.data_dir) == "0o700"
+    assert mode(cluster.socket_dir) == "0o700"
+
+    assert set(stopped) == {*services.SERVICES, "postgres"}
     assert all(not processes.alive(pid) for pid in stack.pids.values())
     assert services.running(home) == {}
-    assert oct((home / services.PASSWORD_FILE).stat().st_mode & 0o777) == "0o600"
+    assert not cluster.running()
 
     # What the run published, as each client sees it.
     manifest = json.loads((data_dir / "manifest.json").read_text())

@@ -30,6 +30,9 @@ def test_defaults_resolve_against_the_repository_whatever_the_working_directory(
     assert settings.build_db == REPO / "data" / "build.duckdb"
     assert settings.published_db == REPO / "data" / "warehouse.duckdb"
     assert settings.duckdb_memory_limit == "4GB" and settings.retry_delay_seconds == 60
+    assert (settings.airflow_port, settings.airflow_worker_log_port) == (8080, 8793)
+    assert settings.airflow_trigger_log_port == 8794
+    assert settings.airflow_password is None and settings.airflow_viewer_password is None
 
 
 def test_the_environment_overrides_and_round_trips(tmp_path):
@@ -40,6 +43,9 @@ def test_the_environment_overrides_and_round_trips(tmp_path):
         "WAREHOUSE_DUCKDB_MEMORY_LIMIT": "1GB",
         "WAREHOUSE_RETRY_DELAY_SECONDS": "5",
         "WAREHOUSE_AIRFLOW_PORT": "9090",
+        "WAREHOUSE_AIRFLOW_WORKER_LOG_PORT": "9793",
+        "WAREHOUSE_AIRFLOW_TRIGGER_LOG_PORT": "9794",
+        "WAREHOUSE_AIRFLOW_VIEWER_PASSWORD": "-".join(["a", "viewer", "password"]),
     }
     settings = Settings.from_env(env)
 
@@ -47,6 +53,8 @@ def test_the_environment_overrides_and_round_trips(tmp_path):
     assert settings.manifest == tmp_path / "manifest.json"
     assert (settings.duckdb_memory_limit, settings.retry_delay_seconds) == ("1GB", 5)
     assert settings.airflow_port == 9090
+    assert (settings.airflow_worker_log_port, settings.airflow_trigger_log_port) == (9793, 9794)
+    assert settings.airflow_viewer_password == env["WAREHOUSE_AIRFLOW_VIEWER_PASSWORD"]
     # What a child process is given describes the same settings.
     assert Settings.from_env(settings.environment()) == settings
     child = settings.environment()

@@ -3,20 +3,29 @@ same with or without `make` (settings come from the environment, with fresh-clon
 
   pipeline   run (the DAG once, end to end), ingest, docs (dbt docs), summary (the build)
   serving    query (read-only SQL), status (the last publish), marts (what each column means)
-  airflow    up / down (the local services), airflow-init (migrate, pool, admin login)
+  airflow    up / down (the local services), airflow (its CLI against them), airflow-init
+             (migrate, pool, logins)
   test data  generate (a calibrated, synthetic landing folder of any size)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import os
 import signal
 import sys
+import time
+import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
+
+from warehouse.db import StorageError
+from warehouse.runtime.lock import LockHeldError, hold_data_lock
 from warehouse.settings import REPORT_DAG_ID, WRITER_POOL, Settings
 
 
@@ -34,34 +43,114 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
 
     run_id = f"manual__{datetime.now(UTC):%Y-%m-%dT%H:%M:%S}"
     failed = False
-    for name in args.source or list(SOURCES):
-        try:
-            result = ingest_source(name, run_id, settings)
-            print(json.dumps(result.to_dict()))
-        except SourceRefusedError as error:
-            print(error, file=sys.stderr)
-            failed = True
+    with hold_data_lock(settings, "warehouse ingest", run_id):
+        for name in args.source or list(SOURCES):
+            try:
+                result = ingest_source(name, run_id, settings)
+                print(json.dumps(result.to_dict()))
+            except SourceRefusedError as error:
+                print(error, file=sys.stderr)
+                failed = True
     return 1 if failed else 0
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the pipeline (and the report) in a child process that this one supervises, under the
+    data folder's lock: however this process ends, the run's processes end with it."""
+    from warehouse.runtime.children import die_with_parent
+
+    supervisor = os.getpid()
+    with hold_data_lock(settings, "warehouse run"):
+        _check_build_db(settings)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        child = os.fork()  # before Airflow is imported: one thread here
+        if child == 0:
+            code = 1
+            try:
+                die_with_parent(signal.SIGKILL)  # the supervisor's death ends the run
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
+                if os.getppid() == supervisor:
+                    code = _run_pipeline(args, settings)
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)  # the lock stays with the supervisor, released there
+        return _supervise(child)
+
+
+def _check_build_db(settings: Settings) -> None:
+    """Fail at once, in one line, on a build database that cannot be opened read-write
+    (corrupt, not a DuckDB file, permission denied, open elsewhere) rather than in every task."""
+    from warehouse.db import connect
+
+    if settings.build_db.exists():
+        with connect(settings.build_db, settings):
+            pass
+
+
+def _supervise(child: int) -> int:
+    """Wait for the run's process; on SIGTERM, SIGINT (Ctrl-C) or SIGHUP, kill it (its dbt dies
+    with it: see warehouse.runtime.children) and say so in one line."""
+    from warehouse.runtime.processes import alive, descendants
+
+    stopped: list[int] = []
+    below: list[int] = []
+
+    def stop(signum, _frame):
+        if not stopped:
+            stopped.append(signum)
+            below.extend(descendants(child))  # Airflow's own subprocesses, dbt's launcher
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+            for pid in below:  # SIGTERM: dbt's launcher still removes its project copy
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, stop)
+    _, status = os.waitpid(child, 0)  # retried across signals (PEP 475)
+    if stopped:
+        deadline = time.monotonic() + 10
+        while any(alive(pid) for pid in below) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        name = signal.Signals(stopped[0]).name
+        print(
+            f"error: stopped by {name}: the run and every process it started were ended; "
+            "the last publish is unchanged unless this run's publish had completed",
+            file=sys.stderr,
+        )
+        return 128 + stopped[0]
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def _run_pipeline(args: argparse.Namespace, settings: Settings) -> int:
     settings.apply()  # Airflow reads its home once, at import
     import airflow  # noqa: F401  (before anything that may import cosmos)
 
-    from warehouse.runtime.run import run_once
+    from warehouse.runtime.run import failure_cause, run_once
     from warehouse.serve.summary import build_summary, format_summary
 
     print("running the pipeline DAG once (airflow dag.test) ...", flush=True)
     run = run_once(settings)
     print(f"run {run.run_id}: {run.state}; Airflow log: {run.log_file}")
     if settings.build_db.exists():
-        print(format_summary(build_summary(settings, run_id=run.run_id)))
+        with contextlib.suppress(StorageError, duckdb.Error):
+            print(format_summary(build_summary(settings, run_id=run.run_id)))
     if not run.succeeded:
         if "transform (failed)" in run.failed_tasks:
             from warehouse.serve.summary import dbt_failures, format_dbt_failures
 
             print(format_dbt_failures(dbt_failures(settings)), file=sys.stderr)
-        print(f"error: failed tasks: {', '.join(run.failed_tasks)}; see the log", file=sys.stderr)
+        cause = failure_cause(run.log_file)
+        print(
+            f"error: failed tasks: {', '.join(run.failed_tasks)}; "
+            + (f"cause: {cause}" if cause else "see the log"),
+            file=sys.stderr,
+        )
         return 1
     if args.no_report:
         return 0
@@ -91,7 +180,8 @@ def _docs(args: argparse.Namespace, settings: Settings) -> int:
 
     if _build_db_missing(settings):
         return 1
-    print(f"dbt docs (offline, one file): {generate_docs(settings)}")
+    with hold_data_lock(settings, "warehouse docs"):
+        print(f"dbt docs (offline, one file): {generate_docs(settings)}")
     return 0
 
 
@@ -100,14 +190,16 @@ def _summary(args: argparse.Namespace, settings: Settings) -> int:
 
     if _build_db_missing(settings):
         return 1
-    print(format_summary(build_summary(settings, run_id=args.run_id)))
+    with hold_data_lock(settings, "warehouse summary"):
+        print(format_summary(build_summary(settings, run_id=args.run_id)))
     return 0
 
 
 def _query(args: argparse.Namespace, settings: Settings) -> int:
-    from warehouse.serve.query import format_rows, run_query
+    from warehouse.serve.query import QueryLimits, format_rows, run_query
 
-    columns, rows = run_query(args.sql, settings.published_db)
+    limits = QueryLimits.from_settings(settings, args.timeout)
+    columns, rows = run_query(args.sql, settings.published_db, limits, multiple=args.multiple)
     print(format_rows(columns, rows, args.format))
     return 0
 
@@ -153,18 +245,25 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.port:
         settings = dataclasses.replace(settings, airflow_port=args.port)
-    print("starting Airflow: api-server, scheduler, dag-processor, triggerer ...", flush=True)
+    print(
+        "starting PostgreSQL, then Airflow: api-server, scheduler, dag-processor, triggerer, "
+        "log server ...",
+        flush=True,
+    )
     try:
         stack = services.start(settings)
         password = services.ensure_password(settings)
         client = services.ApiClient(stack.url, services.USERNAME, password)
         services.unpause(client, [DAG_ID, REPORT_DAG_ID])
+    except services.NotStarted as error:  # nothing was started: nothing to stop
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except services.ServiceError as error:
         services.stop(settings.airflow_home)
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"Airflow UI: {stack.url}  (user {services.USERNAME}, password {password})")
-    print(f"the password is kept in {services.password_file(stack.home)}")
+    print(f"Airflow UI: {stack.url}  (logins: {services.USERNAME}; {services.VIEWER}, read-only)")
+    print(f"their passwords are in {services.password_file(stack.home)} (readable by you only)")
     print(f"{DAG_ID} is unpaused on its daily schedule; {REPORT_DAG_ID} runs after each publish")
     print(f"service logs: {stack.log('scheduler').parent}/; stop with `make down`")
     return 0
@@ -173,18 +272,40 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
 def _down(args: argparse.Namespace, settings: Settings) -> int:
     from warehouse.runtime import services
 
-    stopped = services.stop(settings.airflow_home)
+    try:
+        stopped = services.stop(settings.airflow_home)
+    except services.ServiceError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print(f"stopped: {', '.join(stopped)}" if stopped else "no Airflow services were running")
     return 0
 
 
+def _airflow(args: argparse.Namespace, settings: Settings) -> int:
+    """`airflow ...` with the environment of make up's services (PostgreSQL, FAB), which the
+    plain `airflow` command (SQLite, make run's) does not have."""
+    import os
+
+    from warehouse.runtime import services
+
+    command = [sys.executable, "-m", "airflow", *args.arguments]
+    os.execve(sys.executable, command, services.service_environment(settings))
+
+
 def _airflow_init(args: argparse.Namespace, settings: Settings) -> int:
+    """For docker-compose.yml: its environment names the metadata database and the FAB auth
+    manager; the passwords come from .env through the settings."""
+    import os
+
     from warehouse.runtime import services
     from warehouse.runtime.run import prepare_airflow_home
 
     home = prepare_airflow_home(settings)
-    services.ensure_password(settings)
-    print(f"Airflow ready in {home}: metadata migrated, pool {WRITER_POOL}, admin login")
+    services.create_logins(settings, dict(os.environ), home / "logins.log")
+    print(
+        f"Airflow ready in {home}: metadata migrated, pool {WRITER_POOL}, "
+        f"logins {services.USERNAME} and {services.VIEWER}"
+    )
     return 0
 
 
@@ -218,6 +339,17 @@ def main(argv: list[str] | None = None) -> int:
     query = commands.add_parser("query", help="run SQL against the published warehouse (read-only)")
     query.add_argument("sql", help='one SQL statement, e.g. "select * from marts.dim_customers"')
     query.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    query.add_argument(
+        "--timeout",
+        type=float,
+        help="stop the query after this many seconds, 0 for none "
+        "(default: WAREHOUSE_QUERY_TIMEOUT_SECONDS, 300)",
+    )
+    query.add_argument(
+        "--multiple",
+        action="store_true",
+        help="run several ;-separated queries (the last one's rows are printed)",
+    )
     query.set_defaults(handler=_query)
 
     status = commands.add_parser("status", help="the last publish: time, run, rows, validation")
@@ -236,9 +368,16 @@ def main(argv: list[str] | None = None) -> int:
     down.set_defaults(handler=_down)
 
     airflow_init = commands.add_parser(
-        "airflow-init", help="migrate Airflow's metadata, create the pool and the admin login"
+        "airflow-init", help="migrate Airflow's metadata, create the pool and the logins"
     )
     airflow_init.set_defaults(handler=_airflow_init)
+
+    airflow = commands.add_parser(
+        "airflow",
+        help="Airflow's own CLI against make up's metadata database (dags trigger, backfill ...)",
+    )
+    airflow.add_argument("arguments", nargs=argparse.REMAINDER, help="airflow's arguments")
+    airflow.set_defaults(handler=_airflow)
 
     args = parser.parse_args(argv)
     settings = Settings.from_env()  # built once, here, and passed down
@@ -246,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.handler(args, settings)
-    except QueryError as error:
+    except (QueryError, LockHeldError, StorageError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 

@@ -13,9 +13,16 @@ repo agree on the same files.
 | `AIRFLOW_HOME` | `.airflow` | the local Airflow's metadata database and logs |
 | `WAREHOUSE_DUCKDB_MEMORY_LIMIT` | `4GB` | DuckDB's memory limit; it spills beyond it |
 | `WAREHOUSE_RETRY_DELAY_SECONDS` | `60` | Airflow's wait before retrying a failed task |
-| `WAREHOUSE_AIRFLOW_PORT` | `8080` | the UI and REST API of `make up` |
-| `WAREHOUSE_AIRFLOW_PASSWORD` | generated | the admin password of `make up` (and compose) |
+| `WAREHOUSE_AIRFLOW_PORT` | `8080` | the UI and REST API of `make up` (on 127.0.0.1) |
+| `WAREHOUSE_AIRFLOW_WORKER_LOG_PORT` | `8793` | `make up`'s task log server (127.0.0.1) |
+| `WAREHOUSE_AIRFLOW_TRIGGER_LOG_PORT` | `8794` | `make up`'s triggerer log server (127.0.0.1) |
+| `WAREHOUSE_AIRFLOW_PASSWORD` | generated | the `admin` login's password (make up, compose) |
+| `WAREHOUSE_AIRFLOW_VIEWER_PASSWORD` | generated | the read-only `viewer` login's password |
 | `WAREHOUSE_DBT_EXECUTABLE` | the venv's `dbt` | dbt, where an image installs it elsewhere |
+| `WAREHOUSE_LOCK_WAIT_SECONDS` | `600` | how long a run waits for another on the same data folder |
+| `WAREHOUSE_QUERY_TIMEOUT_SECONDS` | `300` | `warehouse query`'s default timeout (`--timeout`) |
+| `WAREHOUSE_QUERY_MEMORY_LIMIT` | `2GB` | `warehouse query`'s memory limit (SQL cannot raise it) |
+| `WAREHOUSE_QUERY_THREADS` | `2` | `warehouse query`'s threads (SQL cannot raise them) |
 
 The quiet environment (telemetry and tracking off) is `quiet.env` at the repository root, the
 one file the Makefile, docker-compose.yml and this module read.
@@ -73,8 +80,18 @@ class Settings:
     duckdb_memory_limit: str = "4GB"
     retry_delay_seconds: int = 60
     airflow_port: int = 8080
+    airflow_worker_log_port: int = 8793
+    airflow_trigger_log_port: int = 8794
     airflow_password: str | None = None
+    airflow_viewer_password: str | None = None
     dbt_executable: Path = VENV_DBT
+    # A second run on the same data folder waits this long for the first, then gives up
+    # naming it; 0 refuses at once. Longer than a run at the seeds' scale, so a `make run`
+    # during a scheduled run (or two started together) simply goes after it.
+    lock_wait_seconds: float = 600.0
+    query_timeout_seconds: float = 300.0
+    query_memory_limit: str = "2GB"
+    query_threads: int = 2
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -91,9 +108,30 @@ class Settings:
                 env.get("WAREHOUSE_RETRY_DELAY_SECONDS") or defaults["retry_delay_seconds"].default
             ),
             airflow_port=int(env.get("WAREHOUSE_AIRFLOW_PORT") or defaults["airflow_port"].default),
+            airflow_worker_log_port=int(
+                env.get("WAREHOUSE_AIRFLOW_WORKER_LOG_PORT")
+                or defaults["airflow_worker_log_port"].default
+            ),
+            airflow_trigger_log_port=int(
+                env.get("WAREHOUSE_AIRFLOW_TRIGGER_LOG_PORT")
+                or defaults["airflow_trigger_log_port"].default
+            ),
             airflow_password=env.get("WAREHOUSE_AIRFLOW_PASSWORD") or None,
+            airflow_viewer_password=env.get("WAREHOUSE_AIRFLOW_VIEWER_PASSWORD") or None,
             dbt_executable=Path(
                 env.get("WAREHOUSE_DBT_EXECUTABLE") or defaults["dbt_executable"].default
+            ),
+            lock_wait_seconds=float(
+                env.get("WAREHOUSE_LOCK_WAIT_SECONDS") or defaults["lock_wait_seconds"].default
+            ),
+            query_timeout_seconds=float(
+                env.get("WAREHOUSE_QUERY_TIMEOUT_SECONDS")
+                or defaults["query_timeout_seconds"].default
+            ),
+            query_memory_limit=env.get("WAREHOUSE_QUERY_MEMORY_LIMIT")
+            or defaults["query_memory_limit"].default,
+            query_threads=int(
+                env.get("WAREHOUSE_QUERY_THREADS") or defaults["query_threads"].default
             ),
         )
 
@@ -151,6 +189,16 @@ class Settings:
         return self.data_dir / "logs"
 
     @property
+    def run_lock(self) -> Path:
+        """The data folder's writer lock (flock), naming its holder."""
+        return self.data_dir / ".run.lock"
+
+    @property
+    def children_lock(self) -> Path:
+        """Held (shared) by every process a run starts, for as long as it lives."""
+        return self.data_dir / ".children.lock"
+
+    @property
     def spill_dir(self) -> Path:
         """Where DuckDB spills beyond its memory limit."""
         return self.data_dir / "duckdb_tmp"
@@ -168,10 +216,18 @@ class Settings:
             "WAREHOUSE_DUCKDB_MEMORY_LIMIT": self.duckdb_memory_limit,
             "WAREHOUSE_RETRY_DELAY_SECONDS": str(self.retry_delay_seconds),
             "WAREHOUSE_AIRFLOW_PORT": str(self.airflow_port),
+            "WAREHOUSE_AIRFLOW_WORKER_LOG_PORT": str(self.airflow_worker_log_port),
+            "WAREHOUSE_AIRFLOW_TRIGGER_LOG_PORT": str(self.airflow_trigger_log_port),
             "WAREHOUSE_DBT_EXECUTABLE": str(self.dbt_executable),
+            "WAREHOUSE_LOCK_WAIT_SECONDS": f"{self.lock_wait_seconds:g}",
+            "WAREHOUSE_QUERY_TIMEOUT_SECONDS": f"{self.query_timeout_seconds:g}",
+            "WAREHOUSE_QUERY_MEMORY_LIMIT": self.query_memory_limit,
+            "WAREHOUSE_QUERY_THREADS": str(self.query_threads),
         }
         if self.airflow_password:
             env["WAREHOUSE_AIRFLOW_PASSWORD"] = self.airflow_password
+        if self.airflow_viewer_password:
+            env["WAREHOUSE_AIRFLOW_VIEWER_PASSWORD"] = self.airflow_viewer_password
         return env
 
     def apply(self) -> None:

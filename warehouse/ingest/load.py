@@ -24,6 +24,7 @@ problem in one line; nothing of it is loaded and the other files still load.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import logging
@@ -31,10 +32,11 @@ import os
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import duckdb
 
-from warehouse.db import connect
+from warehouse.db import connect, storage_error
 from warehouse.ingest.landing import (
     FileFacts,
     Inventory,
@@ -403,7 +405,7 @@ def retract_missing(
             )
             con.execute("commit")
         except BaseException:
-            con.execute("rollback")
+            _rollback(con)
             raise
         log.warning("%s: retracted (no longer in the landing folder); its rows are removed", path)
         results.append(FileResult(path, "retracted", 0))
@@ -593,7 +595,7 @@ def _replace_file_rows(
             )
         _write_ledger(con, source, display, facts, action, run_id)
     except BaseException:
-        con.execute("rollback")
+        _rollback(con)
         raise
     return loaded, len(held), total_rejected
 
@@ -764,7 +766,7 @@ def reevaluate(con: duckdb.DuckDBPyConnection, source: Source, run_id: str) -> l
             results.append(FileResult(path, "re-evaluated", rows, loaded, rejected, held))
         con.execute("commit")
     except BaseException:
-        con.execute("rollback")
+        _rollback(con)
         raise
     log.info("%s quarantine re-evaluated: %d file(s) changed", source.name, len(results))
     return results
@@ -782,6 +784,23 @@ def _record_ignored(con: duckdb.DuckDBPyConnection, inventory: Inventory, run_id
     con.execute("commit")
 
 
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back after an error. A commit that failed (disk full) has already ended the
+    transaction: the error to report is the commit's, not "cannot rollback - no transaction is
+    active", so a failing rollback is silent."""
+    with contextlib.suppress(duckdb.Error):
+        con.execute("rollback")
+
+
+def _raise_storage_error(error: BaseException, settings: Settings, doing: str) -> NoReturn:
+    """Re-raise a disk-full, permission or corruption error as one line naming its cause."""
+    path = Path(error.filename) if isinstance(error, OSError) and error.filename else None
+    described = storage_error(error, path or settings.build_db, doing)
+    if described is None:
+        raise error
+    raise described from error
+
+
 def ingest_source(name: str, run_id: str, settings: Settings) -> SourceResult:
     """Make the source's raw table equal what the landing folder says now: retract vanished
     files, load new and changed ones, re-evaluate the quarantine. Refused files are reported
@@ -796,11 +815,14 @@ def ingest_source(name: str, run_id: str, settings: Settings) -> SourceResult:
         for path, why in inventory.refused.get(name, [])
     ]
     with connect(settings.build_db, settings) as con:
-        ensure_schema(con)
-        _record_ignored(con, inventory, run_id)
-        present = {display_path(path, landing) for path in files}
-        present |= {refusal.file_path for refusal in refusals}  # refused now, kept as loaded
-        retracted, kept = retract_missing(con, source, present, run_id)
+        try:
+            ensure_schema(con)
+            _record_ignored(con, inventory, run_id)
+            present = {display_path(path, landing) for path in files}
+            present |= {refusal.file_path for refusal in refusals}  # refused now, kept as loaded
+            retracted, kept = retract_missing(con, source, present, run_id)
+        except (duckdb.Error, OSError) as error:
+            _raise_storage_error(error, settings, f"retracting vanished {name} files")
         result.files += retracted
         refusals += kept
         for path in files:
@@ -813,7 +835,13 @@ def ingest_source(name: str, run_id: str, settings: Settings) -> SourceResult:
                 # never stops the other files. (A full disk is not: it stops the run.)
                 problem = f"not readable ({type(error).__name__}: {error})".splitlines()[0]
                 refusals.append(FileRefusedError(display_path(path, landing), problem))
-        result.files += reevaluate(con, source, run_id)
+            except (duckdb.Error, OSError) as error:
+                # Disk full, permission denied, a corrupt database: one line naming the cause.
+                _raise_storage_error(error, settings, f"loading {path}")
+        try:
+            result.files += reevaluate(con, source, run_id)
+        except (duckdb.Error, OSError) as error:
+            _raise_storage_error(error, settings, f"re-evaluating the {name} quarantine")
         for refusal in refusals:
             log.error("%s", refusal)
             # Recorded apart from the data, so `warehouse summary` can say what was refused.

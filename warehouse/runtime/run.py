@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from warehouse.runtime.children import launcher_command
 from warehouse.settings import DAG_ID, DAGS_FOLDER, WRITER_POOL, Settings
 
 
@@ -62,13 +64,19 @@ def _output_to(log_file: Path):
             os.close(saved[1])
 
 
-def prepare_airflow_home(settings: Settings, env: dict[str, str] | None = None) -> Path:
-    """Create Airflow's metadata database (SQLite) and the writer pool, once per Airflow home;
-    `env` is the environment the services will run with (the settings' by default)."""
+def prepare_airflow_home(
+    settings: Settings, env: dict[str, str] | None = None, marker: Path | None = None
+) -> Path:
+    """Create Airflow's metadata database and the writer pool, once per database: the
+    embedded SQLite one of the Airflow home by default, or the one `env` (the environment the
+    services will run with) names, whose `marker` file says it is ready. The metadata files
+    (SQLite's database, airflow.cfg with its generated secrets) are readable by their owner
+    only."""
     env = {**os.environ, **settings.environment(), **(env or {})}
     home = settings.airflow_home
-    marker = home / ".warehouse-ready"
+    marker = marker or home / ".warehouse-ready"
     if marker.exists():
+        _owner_only(home)
         return home
     home.mkdir(parents=True, exist_ok=True)
     airflow = [sys.executable, "-m", "airflow"]
@@ -77,11 +85,27 @@ def prepare_airflow_home(settings: Settings, env: dict[str, str] | None = None) 
             ["db", "migrate"],
             ["pools", "set", WRITER_POOL, "1", "serialises writers of build.duckdb"],
         ):
-            subprocess.run(
-                airflow + command, check=True, stdout=log, stderr=subprocess.STDOUT, env=env
+            subprocess.run(  # through the launcher: it ends with this process
+                launcher_command(airflow + command),
+                check=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
             )
+    _owner_only(home)
     marker.touch()
     return home
+
+
+# Airflow's files that hold metadata or secrets (SQLite's journal files take the database's mode).
+METADATA_FILES = ("airflow.db", "airflow.cfg", "webserver_config.py")
+
+
+def _owner_only(home: Path) -> None:
+    for name in METADATA_FILES:
+        path = home / name
+        if path.exists():
+            path.chmod(0o600)
 
 
 def load_dag(dag_id: str = DAG_ID):
@@ -104,6 +128,22 @@ def run_once(settings: Settings, log_file: Path | None = None, dag_id: str = DAG
         dag_run = dag.test()
     failed = _failed_tasks(dag_id, dag_run.run_id)
     return PipelineRun(dag_run.run_id, str(dag_run.state), failed, log_file)
+
+
+# The one-line causes the pipeline's own errors carry (disk full, permission, corrupt database,
+# a data folder in use), as they appear in a task's log.
+_CAUSE = re.compile(r"\b(?:StorageError|LockHeldError): (.+)")
+
+
+def failure_cause(log_file: Path) -> str | None:
+    """The last one-line cause a failed task logged (a StorageError's or LockHeldError's
+    message), or None when the log holds none."""
+    try:
+        text = log_file.read_text(errors="replace")
+    except OSError:
+        return None
+    causes = [m[1].strip() for m in _CAUSE.finditer(text)]
+    return causes[-1] if causes else None
 
 
 def _failed_tasks(dag_id: str, run_id: str) -> list[str]:

@@ -3,7 +3,10 @@
 
 Connections open `warehouse.duckdb` read-only with external access disabled, so a query can
 neither change the warehouse nor read or write other files; the pipeline never writes that
-file in place, so queries never block a run.
+file in place, so queries never block a run. `warehouse query` also has limits: one query per
+call (several with `--multiple`), queries only (statements that are not SELECT or EXPLAIN are
+refused before they run), a timeout, Ctrl-C that stops the query at once, and a memory limit
+and thread count that SQL cannot raise (DuckDB's `lock_configuration`).
 """
 
 from __future__ import annotations
@@ -11,12 +14,17 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+import threading
+import time
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import duckdb
 
+from warehouse.db import storage_error
 from warehouse.publish import read_manifest
 from warehouse.settings import Settings
 
@@ -25,25 +33,169 @@ class QueryError(Exception):
     """A query that could not run, with a one-line reason for the user."""
 
 
-def open_published(path: Path) -> duckdb.DuckDBPyConnection:
+# What `warehouse query` runs: queries. Everything else (writes, temporary tables, SET, PRAGMA,
+# CHECKPOINT, ATTACH, LOAD, COPY, transactions) is refused before it runs.
+ALLOWED_STATEMENTS = {
+    duckdb.StatementType.SELECT: "SELECT",  # also WITH, FROM, VALUES, DESCRIBE, SHOW, SUMMARIZE
+    duckdb.StatementType.EXPLAIN: "EXPLAIN",
+}
+# How often the waiting thread wakes to notice Ctrl-C and the timeout.
+_WAKE_SECONDS = 0.05
+# Table functions a SELECT may not call.
+REFUSED_FUNCTIONS = {"checkpoint", "force_checkpoint"}
+
+
+@dataclass(frozen=True)
+class QueryLimits:
+    """What one `warehouse query` may use: SQL cannot raise these (DuckDB's configuration is
+    locked on the connection)."""
+
+    timeout_seconds: float = 300.0
+    memory_limit: str = "2GB"
+    threads: int = 2
+
+    @classmethod
+    def from_settings(cls, settings: Settings, timeout_seconds: float | None = None) -> QueryLimits:
+        return cls(
+            timeout_seconds=settings.query_timeout_seconds
+            if timeout_seconds is None
+            else timeout_seconds,
+            memory_limit=settings.query_memory_limit,
+            threads=settings.query_threads,
+        )
+
+
+def open_published(path: Path, limits: QueryLimits | None = None) -> duckdb.DuckDBPyConnection:
     if not path.exists():
         raise QueryError(f"no published warehouse at {path}; run `make run` first")
-    return duckdb.connect(str(path), read_only=True, config={"enable_external_access": False})
+    limits = limits or QueryLimits()
+    config = {
+        "enable_external_access": False,
+        "memory_limit": limits.memory_limit,
+        "threads": limits.threads,
+        # Last: from here on no statement can change a setting (memory, threads, access).
+        "lock_configuration": True,
+    }
+    try:
+        return duckdb.connect(str(path), read_only=True, config=config)
+    except (OSError, duckdb.Error) as error:
+        described = storage_error(error, path, "opening it read-only")
+        if described is None:
+            raise QueryError(str(error).splitlines()[0]) from None
+        raise QueryError(str(described)) from None
 
 
-def run_query(sql: str, path: Path) -> tuple[list[str], list[tuple]]:
-    """Run one SQL statement against the published warehouse; returns (columns, rows)."""
-    with open_published(path) as con:
+def _refusal(statement: duckdb.Statement) -> str | None:
+    """Why a statement may not run here, or None."""
+    if statement.type not in ALLOWED_STATEMENTS:
+        words = statement.query.strip().rstrip(";").split()
+        first = " ".join(words[:2] if words[:1] == ["create"] else words[:1]).upper()
+        return (
+            f"the published warehouse is read-only: {first or statement.type.name} is refused; "
+            "`warehouse query` runs queries only (SELECT, WITH, FROM, VALUES, DESCRIBE, SHOW, "
+            "SUMMARIZE, EXPLAIN)"
+        )
+    return None
+
+
+def check_statements(
+    con: duckdb.DuckDBPyConnection, sql: str, multiple: bool = False
+) -> list[duckdb.Statement]:
+    """The statements of `sql`, or a QueryError saying why it may not run."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as error:
+        raise QueryError(str(error).splitlines()[0]) from None
+    if not statements:
+        raise QueryError("no SQL statement given")
+    if len(statements) > 1 and not multiple:
+        raise QueryError(
+            f"{len(statements)} statements given; `warehouse query` runs one per call "
+            "(pass --multiple to run several, each one a query)"
+        )
+    for statement in statements:
+        if why := _refusal(statement):
+            raise QueryError(why)
+        if statement.type == duckdb.StatementType.SELECT:
+            tree = con.execute("select json_serialize_sql(?)", [statement.query]).fetchone()[0]
+            called = {name.lower() for name in re.findall(r'"function_name":"(\w+)"', tree)}
+            if called & REFUSED_FUNCTIONS:
+                name = sorted(called & REFUSED_FUNCTIONS)[0]
+                raise QueryError(
+                    f"the published warehouse is read-only: {name}() is refused; "
+                    "`warehouse query` runs queries only"
+                )
+    return statements
+
+
+def _execute(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[list[str], list[tuple]]:
+    cursor = con.execute(sql)
+    if cursor.description is None:
+        return [], []
+    return [d[0] for d in cursor.description], cursor.fetchall()
+
+
+def run_query(
+    sql: str,
+    path: Path,
+    limits: QueryLimits | None = None,
+    *,
+    multiple: bool = False,
+) -> tuple[list[str], list[tuple]]:
+    """Run one query (or, with `multiple`, several; the last one's rows are returned) against
+    the published warehouse, within `limits`; returns (columns, rows).
+
+    The query runs in a worker thread while this thread waits, so that Ctrl-C (SIGINT, as
+    KeyboardInterrupt) and the timeout reach it at once: both call DuckDB's own interrupt."""
+    limits = limits or QueryLimits()
+    with open_published(path, limits) as con:
+        statements = check_statements(con, sql, multiple)
+        outcome: dict = {}
+
+        done = threading.Event()  # not Thread.join: an interrupted join can lose the thread
+
+        def work() -> None:
+            try:
+                for statement in statements:
+                    outcome["result"] = _execute(con, statement.query)
+            except BaseException as error:  # handed to the waiting thread
+                outcome["error"] = error
+            finally:
+                done.set()
+
+        worker = threading.Thread(target=work, name="warehouse-query", daemon=True)
+        started = time.monotonic()
+        worker.start()
+        stopped_by = None
+        deadline = started + limits.timeout_seconds if limits.timeout_seconds > 0 else None
         try:
-            cursor = con.execute(sql)
-        except duckdb.Error as error:
-            message = str(error).splitlines()[0]
-            if "read-only" in message or "read only" in message:
-                raise QueryError(f"the published warehouse is read-only: {message}") from None
-            raise QueryError(message) from None
-        if cursor.description is None:
-            return [], []
-        return [d[0] for d in cursor.description], cursor.fetchall()
+            # Short waits: a signal may be delivered to one of DuckDB's threads, and Python
+            # runs its handler only when this thread wakes up.
+            while not done.wait(_WAKE_SECONDS):
+                if deadline is not None and time.monotonic() >= deadline:
+                    stopped_by = f"timed out after {limits.timeout_seconds:g} s (--timeout)"
+                    break
+        except KeyboardInterrupt:
+            stopped_by = "interrupted (Ctrl-C)"
+        if stopped_by:
+            while not done.wait(_WAKE_SECONDS):  # until DuckDB has stopped the query
+                con.interrupt()
+            seconds = time.monotonic() - started
+            raise QueryError(f"query {stopped_by}; stopped after {seconds:.1f} s") from None
+        error = outcome.get("error")
+        if error is not None:
+            if isinstance(error, duckdb.Error):
+                message = str(error).splitlines()[0]
+                if "read-only" in message or "read only" in message:
+                    raise QueryError(f"the published warehouse is read-only: {message}") from None
+                if isinstance(error, duckdb.OutOfMemoryException):
+                    message += (
+                        f" (the query's memory limit is {limits.memory_limit}: "
+                        "WAREHOUSE_QUERY_MEMORY_LIMIT)"
+                    )
+                raise QueryError(message) from None
+            raise error
+        return outcome["result"]
 
 
 def _text(value: object) -> str:

@@ -5,20 +5,32 @@ synthetic: each customer gets a monthly spend target per product line (the real 
 targets are calibrated to the reported claims, see seeds/README.md), and the target is spread
 over days (weekday/weekend, in-month growth, noise) and models. Every number comes from a
 random generator seeded by a fixed seed and the row's own coordinates, so the same seed
-always writes the same bytes, and rows are written as they are made (flat memory at any size).
+always writes the same bytes.
+
+Two plans feed one writer. `Plan` (the default, the committed seeds) draws each customer-month
+with its own `random.Random`; `ScaledPlan` (`rows=N`) draws the same distributions by hashing
+the seed and the coordinates, so the rows a tail size makes are counted without making them and
+any month can be made on its own, in parallel. The writer expands customer-months into rows and
+CSV bytes with numpy, a bounded chunk at a time (flat memory at any size).
 """
 
 from __future__ import annotations
 
 import calendar
 import csv
+import ctypes
+import functools
 import itertools
 import math
+import multiprocessing
+import os
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+
+import numpy as np
 
 from warehouse.ingest.sources import CUSTOMERS, EARNINGS, USAGE
 from warehouse.reference import ACCEPTED
@@ -279,54 +291,564 @@ def _customer_month(
     return target, rng, _model_mix(rng, product_line, month)
 
 
-def usage_lines(plan: Plan, month: date) -> Iterator[str]:
-    """The month's daily CSV lines: usage_date, customer_id, product_line, model, tokens, amount."""
-    for customer in plan.customers:
-        for product_line in MODELS:
+# --- Rows: customer-months expanded to rows and written as CSV bytes, vectorised ----------------
+#
+# Both plans below hand the writer the same thing, one month at a time: its customer-months in
+# file order (who, which product line, the target, the day weights, the model mix). The writer
+# turns them into rows (day-major, then the mix's models) and CSV bytes with numpy, a chunk of
+# at most CHUNK_ROWS rows at a time, so memory stays flat at any size.
+
+PRODUCT_LINES = list(MODELS)
+# Every model once; its position is its id in the arrays below.
+_MODEL_TABLE = [
+    (line, name, price, since, base)
+    for line, models in MODELS.items()
+    for name, price, since, base in models
+]
+_MODEL_ID = {(line, name): i for i, (line, name, *_) in enumerate(_MODEL_TABLE)}
+_PRICES = np.array([price for _, _, price, _, _ in _MODEL_TABLE])
+CHUNK_ROWS = 1 << 18
+
+
+@dataclass
+class _Batch:
+    """Consecutive customer-months of one month, in file order."""
+
+    customer: np.ndarray  # index into the plan's customers
+    product: np.ndarray  # index into PRODUCT_LINES
+    target: np.ndarray  # the month's spend target, USD
+    day_weights: np.ndarray  # (customer-months, days of the month), each row summing to 1
+    models: np.ndarray  # how many models each customer-month's mix has
+    model_id: np.ndarray  # the mixes one after another: index into _MODEL_TABLE
+    model_weight: np.ndarray  # their weights (each mix sums to 1)
+
+
+class _BatchBuilder:
+    """Collects customer-months drawn one by one (the seeds' generator) into batches."""
+
+    def __init__(self, days: int):
+        self.days = days
+        self.rows = 0
+        self.customer: list[int] = []
+        self.product: list[int] = []
+        self.target: list[float] = []
+        self.day_weights: list[list[float]] = []
+        self.models: list[int] = []
+        self.model_id: list[int] = []
+        self.model_weight: list[float] = []
+
+    def add(self, customer, product, target, day_weights, mix) -> None:
+        self.customer.append(customer)
+        self.product.append(product)
+        self.target.append(target)
+        self.day_weights.append(day_weights)
+        self.models.append(len(mix))
+        line = PRODUCT_LINES[product]
+        self.model_id += [_MODEL_ID[(line, name)] for name, _, _ in mix]
+        self.model_weight += [weight for _, _, weight in mix]
+        self.rows += self.days * len(mix)
+
+    def batch(self) -> _Batch:
+        return _Batch(
+            np.array(self.customer, dtype=np.int64),
+            np.array(self.product, dtype=np.int64),
+            np.array(self.target, dtype=np.float64),
+            np.array(self.day_weights, dtype=np.float64).reshape(-1, self.days),
+            np.array(self.models, dtype=np.int64),
+            np.array(self.model_id, dtype=np.int64),
+            np.array(self.model_weight, dtype=np.float64),
+        )
+
+
+def _plan_batches(plan: Plan, month: date) -> Iterator[_Batch]:
+    """The month's customer-months as the seeds were always drawn: one `random.Random` each."""
+    days = calendar.monthrange(month.year, month.month)[1]
+    builder = _BatchBuilder(days)
+    for index, customer in enumerate(plan.customers):
+        for product, product_line in enumerate(PRODUCT_LINES):
             drawn = _customer_month(plan, customer.customer_id, product_line, month)
             if drawn is None:
                 continue
             target, rng, mix = drawn
-            prefix = f"{customer.customer_id},{product_line},"
-            for day, day_weight in enumerate(_day_weights(rng, month), start=1):
-                usage_date = date(month.year, month.month, day).isoformat()
-                for model, price, model_weight in mix:
-                    amount = round(target * day_weight * model_weight, 2)
-                    tokens = round(amount / price * 1000)
-                    yield f"{usage_date},{prefix}{model},{tokens},{amount:.2f}\n"
+            builder.add(index, product, target, _day_weights(rng, month), mix)
+            if builder.rows >= CHUNK_ROWS:
+                yield builder.batch()
+                builder = _BatchBuilder(days)
+    if builder.customer:
+        yield builder.batch()
 
 
-def count_usage_rows(plan: Plan) -> int:
-    """How many usage rows the plan makes, without making them."""
-    total = 0
-    for month in months():
+def _expand(batch: _Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per row, in file order: its customer-month, day (0-based), mix entry and unrounded USD."""
+    days = batch.day_weights.shape[1]
+    per_month = days * batch.models
+    month_of = np.repeat(np.arange(len(per_month)), per_month)
+    local = np.arange(len(month_of)) - (np.cumsum(per_month) - per_month)[month_of]
+    models = batch.models[month_of]
+    day = local // models
+    entry = (np.cumsum(batch.models) - batch.models)[month_of] + (local - day * models)
+    # The same operations in the same order as `target * day_weight * model_weight`.
+    amount = batch.target[month_of] * batch.day_weights[month_of, day] * batch.model_weight[entry]
+    return month_of, day, entry, amount
+
+
+def _cents(amount: np.ndarray) -> np.ndarray:
+    """`round(amount, 2)` in whole cents, exactly as Python rounds (correctly, ties to even)."""
+    scaled = amount * 100.0
+    cents = np.rint(scaled)
+    # `scaled` is within half an ulp of the exact amount x 100, so rounding it can differ from
+    # Python's only next to a half cent: those few are rounded by Python itself.
+    near = np.abs(scaled - np.floor(scaled) - 0.5) <= scaled * 1e-15
+    for i in np.flatnonzero(near):
+        cents[i] = int(f"{float(amount[i]):.2f}".replace(".", ""))
+    return cents.astype(np.int64)
+
+
+# Two ASCII digits per 16-bit unit (as bytes: the tens, then the units), for 0-99 in three forms:
+# both digits, the tens blanked (a leading zero) and both blanked (left of the first digit).
+_PAIRS = np.array(
+    [[48 + i // 10, 48 + i % 10] for i in range(100)]
+    + [[0, 48 + i % 10] for i in range(100)]
+    + [[0, 0]] * 100,
+    dtype=np.uint8,
+).view(np.uint16)[:, 0]
+
+
+def _digit_pairs(values: np.ndarray, pairs: int) -> np.ndarray:
+    """`values` (whole, >= 0) as right-aligned ASCII, `pairs` 16-bit units of two digits per
+    value (pairs x values, column-major), with 0 left of each number's first digit (0 shows)."""
+    out = np.empty((pairs, len(values)), dtype=np.uint16)
+    rest = values
+    for place in range(pairs - 1, -1, -1):
+        right = 10 ** (2 * (pairs - 1 - place))  # the place value of this pair's units digit
+        below = np.floor_divide(rest, 100)
+        form = (values < right * 10).view(np.uint8) * np.uint8(100)
+        if right > 1:
+            form += (values < right).view(np.uint8) * np.uint8(100)
+        out[place] = _PAIRS[(rest - below * 100) + form]
+        rest = below
+    return out
+
+
+def _pairs_for(values: np.ndarray) -> int:
+    return (len(str(int(values.max()))) + 1) // 2 if len(values) else 1
+
+
+class _Tables:
+    """Fixed-width ASCII of the repeated fields (0 pads are dropped when the rows are joined),
+    of even widths, so that rows are laid out and joined in 16-bit units."""
+
+    def __init__(self, customer_ids: Sequence[str]):
+        self.customers = _padded([f"{cid}," for cid in customer_ids])
+        # "product_line,model," per model id (a model belongs to one product line).
+        self.models = _padded([f"{line},{name}," for line, name, *_ in _MODEL_TABLE])
+
+    def csv(self, month: date, batch: _Batch, rows: tuple[np.ndarray, ...]) -> np.ndarray:
+        """The rows as CSV bytes: usage_date, customer_id, product_line, model, tokens, amount."""
+        month_of, day, entry, amount = rows
+        cents = _cents(amount)
+        model = batch.model_id[entry]
+        # `round(amount / price * 1000)` on the rounded amount, as Python computes it.
+        tokens = np.rint(cents / 100.0 / _PRICES[model] * 1000).astype(np.int64)
+        dollars = np.floor_divide(cents, 100)
+        days = batch.day_weights.shape[1]
+        dates = _padded(
+            [f"{date(month.year, month.month, d + 1).isoformat()}," for d in range(days)]
+        )
+        # "customer_id,product_line,model," per (customer-month of the batch, model id).
+        count = len(_MODEL_TABLE)
+        prefixes = np.concatenate(
+            [
+                np.repeat(self.customers[batch.customer], count, axis=0),
+                np.tile(self.models, (len(batch.customer), 1)),
+            ],
+            axis=1,
+        )
+        dates, prefixes = dates.view(np.uint16), prefixes.view(np.uint16)
+        token_pairs, dollar_pairs = _pairs_for(tokens), _pairs_for(dollars)
+        widths = [dates.shape[1], prefixes.shape[1], token_pairs, 1, dollar_pairs, 3]
+        edges = np.cumsum([0, *widths])
+        text = np.empty((len(amount), int(edges[-1])), dtype=np.uint16)
+        np.take(dates, day, axis=0, out=text[:, : edges[1]], mode="clip")
+        np.take(
+            prefixes,
+            month_of * count + model,
+            axis=0,
+            out=text[:, edges[1] : edges[2]],
+            mode="clip",
+        )
+        text[:, edges[2] : edges[3]] = _digit_pairs(tokens, token_pairs).T
+        text[:, edges[3]] = ord(",")
+        text[:, edges[4] : edges[5]] = _digit_pairs(dollars, dollar_pairs).T
+        text[:, edges[5]] = ord(".")
+        text[:, edges[5] + 1] = _PAIRS[cents - dollars * 100]
+        text[:, edges[5] + 2] = ord("\n")
+        flat = text.view(np.uint8).reshape(-1)
+        return flat[flat != 0]
+
+
+def _padded(texts: Sequence[str]) -> np.ndarray:
+    """ASCII texts as rows of bytes, 0-padded to one even width."""
+    width = max(len(t) for t in texts)
+    width += width % 2
+    return (
+        np.array([t.encode() for t in texts], dtype=f"S{width}").view(np.uint8).reshape(-1, width)
+    )
+
+
+# --- The plan at any size: the named customers as in Plan, a tail drawn by hashing ---------------
+#
+# `Plan` draws with one `random.Random` per customer-month and the tail's traits in sequence:
+# the committed seeds are made that way and stay so. At millions of rows that costs seconds per
+# million, and the row count of a tail size is known only by drawing all of it. `ScaledPlan`
+# draws every number as a hash of (seed, stream, coordinates) instead (splitmix64), so any part
+# is computed on its own, vectorised, in any process, and the rows a tail makes are counted from
+# the few draws that choose the models, without making the rows.
+
+_MASK64 = (1 << 64) - 1
+_STREAMS = dict(
+    segment=1, country=2, churns=3, trend=4, start=5, churn=6, copilot=7, choose=8, weight=9, day=10
+)
+_COUNTRIES = ["US", "US", "US", "GB", "DE", "JP", "IN", "FR"]
+
+
+def _mix64(z: np.ndarray) -> np.ndarray:
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _uniform(seed: int, stream: str, *keys) -> np.ndarray:
+    """Uniform draws in [0, 1), one per element of the broadcast `keys` (whole numbers >= 0):
+    the keys folded into one 64-bit number (a polynomial in an odd constant), then mixed."""
+    arrays = [np.asarray(k, dtype=np.uint64) for k in keys]
+    z = np.full(np.broadcast_shapes(*(a.shape for a in arrays)), 0, dtype=np.uint64)
+    z += np.uint64((seed * 0x9E3779B97F4A7C15 + _STREAMS[stream]) & _MASK64)
+    for key in arrays:
+        z *= np.uint64(0x9E3779B97F4A7C15)
+        z += key
+    return (_mix64(z) >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+def _month_days() -> np.ndarray:
+    return np.array([calendar.monthrange(m.year, m.month)[1] for m in months()], dtype=np.int64)
+
+
+def _available(product: int, month: date) -> np.ndarray:
+    line = PRODUCT_LINES[product]
+    return np.array(
+        [_MODEL_ID[(line, m[0])] for m in MODELS[line] if (month.year, month.month) >= m[2]],
+        dtype=np.int64,
+    )
+
+
+class ScaledPlan:
+    """The named customers' targets as in `Plan`; a tail of `tail` customers drawn by hashing."""
+
+    def __init__(self, tail: int, seed: int = DEFAULT_SEED):
+        self.seed, self.tail = seed, tail
+        self.named = Plan(0, seed)
+        self.first_tail = len(self.named.customers)
+        index = np.arange(tail, dtype=np.int64)
+        traits = _tail_traits(seed, index)
+        self.weight, self.trend, self.churn, self.copilot = (
+            traits["weight"],
+            traits["trend"],
+            traits["churn"],
+            traits["copilot"],
+        )
+        # As in Plan: the first fifth of the tail (at least 3) spends from the first month.
+        self.start = np.where(index < max(3, tail // 5), 0, traits["start"])
+        self.segment, self.country = traits["segment"], traits["country"]
+
+    @property
+    def customer_ids(self) -> list[str]:
+        named = [c.customer_id for c in self.named.customers]
+        return named + [f"cus_synth_{i + 1:06d}" for i in range(self.tail)]
+
+    @property
+    def customers(self) -> list[Customer]:
+        tail = [
+            Customer(
+                cid,
+                name,
+                name,
+                industry,
+                _TAIL_SEGMENTS[segment],
+                _COUNTRIES[country],
+                True,
+                SYNTHETIC_SOURCE,
+            )
+            for (cid, name, industry), segment, country in zip(
+                map(_tail_names, range(self.tail)),
+                self.segment.tolist(),
+                self.country.tolist(),
+                strict=True,
+            )
+        ]
+        return self.named.customers + tail
+
+    def active(self, m: int, product: int) -> np.ndarray:
+        """Which tail customers spend on the product line in month index `m`."""
+        if self.named.tail_total(PRODUCT_LINES[product], months()[m]) <= 0:
+            return np.zeros(self.tail, dtype=bool)
+        active = (self.start <= m) & (m < self.churn)
+        return active & self.copilot if PRODUCT_LINES[product] == "copilot" else active
+
+    def named_months(self, month: date) -> list[tuple[int, int, float]]:
+        """(customer index, product, target) of the named customers' spending customer-months."""
+        found = []
+        for index, customer in enumerate(self.named.customers):
+            for product, line in enumerate(PRODUCT_LINES):
+                target = self.named.target(customer.customer_id, line, month)
+                if target > 0:
+                    found.append((index, product, target))
+        return found
+
+    def batches(self, m: int) -> Iterator[_Batch]:
+        month = months()[m]
         days = calendar.monthrange(month.year, month.month)[1]
-        for customer in plan.customers:
-            for product_line in MODELS:
-                drawn = _customer_month(plan, customer.customer_id, product_line, month)
-                total += days * len(drawn[2]) if drawn else 0
-    return total
+        named = self.named_months(month)
+        customer = [np.array([c for c, _, _ in named], dtype=np.int64)]
+        product = [np.array([p for _, p, _ in named], dtype=np.int64)]
+        target = [np.array([t for _, _, t in named], dtype=np.float64)]
+        for p, line in enumerate(PRODUCT_LINES):
+            spending = np.flatnonzero(self.active(m, p))
+            score = self.weight[spending] * np.exp(self.trend[spending] * m)
+            total = self.named.tail_total(line, month)
+            customer.append(spending + self.first_tail)
+            product.append(np.full(len(spending), p, dtype=np.int64))
+            target.append(total * score / score.sum() if len(spending) else score)
+        customer, product, target = map(np.concatenate, (customer, product, target))
+        # File order: customers in order, each one's product lines in order.
+        order = np.argsort(customer * len(PRODUCT_LINES) + product, kind="stable")
+        customer, product, target = customer[order], product[order], target[order]
+        key = customer * len(PRODUCT_LINES) + product
+        models = np.zeros(len(key), dtype=np.int64)
+        mixes: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        for p in range(len(PRODUCT_LINES)):
+            rows = np.flatnonzero(product == p)
+            chosen, model_id, weight = _mixes(self.seed, key[rows], p, m, month)
+            models[rows] = chosen.sum(axis=1)
+            mixes[p] = (rows, model_id, weight)
+        # The mixes in file order: entries of customer-month i are after those of i - 1.
+        entries = np.cumsum(models) - models
+        model_id = np.empty(int(models.sum()), dtype=np.int64)
+        model_weight = np.empty(len(model_id), dtype=np.float64)
+        for rows, ids, weights in mixes.values():
+            slots = _ranges(entries[rows], models[rows])
+            model_id[slots], model_weight[slots] = ids, weights
+        base = _day_base(month)
+        ends = np.cumsum(models * days)  # rows up to and including each customer-month
+        first = 0
+        while first < len(key):
+            # As many customer-months as fit in CHUNK_ROWS rows (at least one).
+            before = int(ends[first]) - int(models[first]) * days
+            last = max(first + 1, int(np.searchsorted(ends, before + CHUNK_ROWS, "right")))
+            part = slice(first, last)
+            draws = _uniform(self.seed, "day", key[part, None], m, np.arange(days))
+            weights = base * (0.88 + 0.24 * draws)
+            weights /= weights.sum(axis=1, keepdims=True)
+            mix = slice(int(entries[first]), int(entries[last - 1] + models[last - 1]))
+            yield _Batch(
+                customer[part],
+                product[part],
+                target[part],
+                weights,
+                models[part],
+                model_id[mix],
+                model_weight[mix],
+            )
+            first = last
 
 
-def _tail_for_rows(rows: int, seed: int) -> tuple[int, int]:
-    """The smallest tail that makes at least `rows` usage rows (rows grow with the tail), and
-    the number of rows it makes. Being the smallest, thinning it to `rows` drops less than one
-    tail customer's rows, so every customer's spend stays as calibrated."""
-    base = count_usage_rows(Plan(0, seed))
-    if base >= rows:
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Indices start, start + 1, ..., start + length - 1 of each (start, length), concatenated."""
+    total = int(lengths.sum())
+    offsets = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+    return np.arange(total, dtype=np.int64) + offsets
+
+
+def _day_base(month: date) -> np.ndarray:
+    """Weekends at 72% of weekdays, growing 1% a day through the month (noise comes on top)."""
+    days = calendar.monthrange(month.year, month.month)[1]
+    return np.array(
+        [
+            (0.72 if date(month.year, month.month, d).weekday() >= 5 else 1.0) * (1 + 0.01 * d)
+            for d in range(1, days + 1)
+        ]
+    )
+
+
+def _chosen(seed: int, key: np.ndarray, product: int, m: int, month: date) -> np.ndarray:
+    """Which available models each customer-month uses (customer-months x available models):
+    each with probability 0.75, the oldest when none is."""
+    available = _available(product, month)
+    if len(key) == 0 or len(available) == 0:
+        return np.zeros((len(key), len(available)), dtype=bool)
+    chosen = _uniform(seed, "choose", key[:, None], m, available) < 0.75
+    chosen[~chosen.any(axis=1), 0] = True
+    return chosen
+
+
+def _mixes(
+    seed: int, key: np.ndarray, product: int, m: int, month: date
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each customer-month's models (`_chosen`), weighted by base weight x U(0.5, 1.5): the
+    chosen mask, and the chosen models' ids and normalised weights, in row order."""
+    chosen = _chosen(seed, key, product, m, month)
+    available = _available(product, month)
+    if chosen.size == 0:
+        return chosen, np.zeros(0, dtype=np.int64), np.zeros(0)
+    base = np.array([_MODEL_TABLE[i][4] for i in available])
+    weight = base * (0.5 + _uniform(seed, "weight", key[:, None], m, available)) * chosen
+    weight /= weight.sum(axis=1, keepdims=True)
+    ids = np.broadcast_to(available, chosen.shape)[chosen]
+    return chosen, ids, weight[chosen]
+
+
+def _tail_traits(seed: int, index: np.ndarray) -> dict[str, np.ndarray]:
+    def draw(stream: str) -> np.ndarray:
+        return _uniform(seed, stream, index)
+
+    churns = draw("churns") < 0.15
+    return {
+        "segment": (draw("segment") * len(_TAIL_SEGMENTS)).astype(np.int64),
+        "country": (draw("country") * len(_COUNTRIES)).astype(np.int64),
+        "weight": 1.0 / (index + 1.0) ** 0.75,
+        "trend": -0.04 + 0.1 * draw("trend"),
+        "start": (draw("start") * 18).astype(np.int64),
+        "churn": np.where(
+            churns, 13 + (draw("churn") * (MONTH_COUNT - 13)).astype(np.int64), MONTH_COUNT
+        ),
+        "copilot": draw("copilot") < 0.5,
+    }
+
+
+def _tail_names(i: int) -> tuple[str, str, str]:
+    industry = _TAIL_INDUSTRIES[i % len(_TAIL_INDUSTRIES)]
+    return f"cus_synth_{i + 1:06d}", f"Synthetic {industry.title()} Co {i + 1:06d}", industry
+
+
+def _rows_by_month(
+    plan_named: Plan, seed: int, first: int, tail: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of tail customers first ... tail - 1 per month index, (a) starting on their drawn month
+    and (b) starting in the first month: arrays (customers, months)."""
+    index = np.arange(first, tail, dtype=np.int64)
+    traits = _tail_traits(seed, index)
+    days = _month_days()
+    drawn = np.zeros((len(index), MONTH_COUNT), dtype=np.int64)
+    from_start = np.zeros_like(drawn)
+    named = len(plan_named.customers)
+    for m, month in enumerate(months()):
+        for p, line in enumerate(PRODUCT_LINES):
+            if plan_named.tail_total(line, month) <= 0:
+                continue
+            key = (index + named) * len(PRODUCT_LINES) + p
+            chosen = _chosen(seed, key, p, m, month)
+            rows = days[m] * chosen.sum(axis=1) * (m < traits["churn"])
+            if line == "copilot":
+                rows = rows * traits["copilot"]
+            from_start[:, m] += rows
+            drawn[:, m] += rows * (traits["start"] <= m)
+    return drawn, from_start
+
+
+def size_tail(rows: int, seed: int = DEFAULT_SEED) -> tuple[int, np.ndarray]:
+    """The smallest tail whose plan makes at least `rows` usage rows, and its rows per month.
+
+    Counted from the model draws alone (rows of a customer-month = days x models), for every
+    tail size at once: customer i adds its rows to every tail larger than i, counted from its
+    drawn first month, or from the first month while it is in the first fifth of the tail.
+    """
+    named_plan = Plan(0, seed)
+    named = ScaledPlan(0, seed)
+    days = _month_days()
+    base = np.zeros(MONTH_COUNT, dtype=np.int64)
+    for m, month in enumerate(months()):
+        for customer, product, _ in named.named_months(month):
+            key = np.array([customer * len(PRODUCT_LINES) + product])
+            chosen = _chosen(seed, key, product, m, month)
+            base[m] += days[m] * int(chosen.sum())
+    if base.sum() >= rows:
         return 0, base
-    per_customer = (count_usage_rows(Plan(DEFAULT_TAIL, seed)) - base) / DEFAULT_TAIL
-    low, high = 0, max(1, math.ceil((rows - base) / per_customer))
-    while (available := count_usage_rows(Plan(high, seed))) < rows:
-        low, high = high, math.ceil(high * 1.1) + 1
-    # Bisect: low always makes too few rows, high enough.
-    while high - low > 1:
-        middle = (low + high) // 2
-        if (made := count_usage_rows(Plan(middle, seed))) >= rows:
-            high, available = middle, made
-        else:
-            low = middle
-    return high, available
+    drawn = np.zeros((0, MONTH_COUNT), dtype=np.int64)
+    from_start = drawn
+    capacity = max(16, math.ceil((rows - base.sum()) / 1500))
+    while True:
+        more = _rows_by_month(named_plan, seed, len(drawn), capacity)
+        drawn, from_start = np.vstack([drawn, more[0]]), np.vstack([from_start, more[1]])
+        sizes = np.arange(capacity + 1)
+        zero = np.concatenate([[0], np.cumsum(from_start.sum(axis=1))])
+        later = np.concatenate([[0], np.cumsum(drawn.sum(axis=1))])
+        early = np.minimum(sizes, np.maximum(3, sizes // 5))
+        made = base.sum() + zero[early] + later[sizes] - later[early]
+        enough = np.flatnonzero(made >= rows)
+        if len(enough):
+            tail = int(enough[0])
+            early = min(tail, max(3, tail // 5))
+            return tail, base + from_start[:early].sum(axis=0) + drawn[early:tail].sum(axis=0)
+        capacity = (
+            math.ceil(capacity * 1.1 * (rows - base.sum()) / max(made[-1] - base.sum(), 1)) + 16
+        )
+
+
+# --- Writing ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One month file to write: which plan (kind, seed, tail) and how to thin it."""
+
+    out: Path
+    kind: str  # "plan": the seeds' generator; "scaled": ScaledPlan
+    seed: int
+    tail: int
+    m: int
+    first_row: int = 0  # rows of the plan in earlier months
+    rows: int | None = None  # rows to keep in all, of
+    available: int = 0  # rows the plan makes in all
+
+
+@functools.lru_cache(maxsize=1)
+def _prepared(kind: str, seed: int, tail: int) -> tuple[Plan | ScaledPlan, _Tables]:
+    if kind == "plan":
+        plan: Plan | ScaledPlan = Plan(tail, seed)
+        return plan, _Tables([c.customer_id for c in plan.customers])
+    plan = ScaledPlan(tail, seed)
+    return plan, _Tables(plan.customer_ids)
+
+
+def _write_month(job: _Job) -> tuple[str, int]:
+    plan, tables = _prepared(job.kind, job.seed, job.tail)
+    month = months()[job.m]
+    name = f"spend/usage_{month:%Y_%m}.csv"
+    batches = plan.batches(job.m) if isinstance(plan, ScaledPlan) else _plan_batches(plan, month)
+    seen, written = job.first_row, 0
+    with (job.out / name).open("wb") as handle:
+        handle.write((",".join(USAGE.header) + "\n").encode())
+        for batch in batches:
+            rows = _expand(batch)
+            if job.rows is not None:
+                # Thin evenly: keep the n-th row of the plan when n x rows / available passes a
+                # whole number, so exactly `rows` are kept, spread over every month and customer.
+                n = np.arange(seen + 1, seen + 1 + len(rows[0]), dtype=np.int64)
+                seen += len(n)
+                keep = (n * job.rows) // job.available > ((n - 1) * job.rows) // job.available
+                rows = tuple(r[keep] for r in rows)
+            written += len(rows[0])
+            handle.write(tables.csv(month, batch, rows))
+    return name, written
+
+
+def _workers(rows: int | None) -> int:
+    if rows is None or rows < PARALLEL_ROWS:
+        return 1
+    return min(len(os.sched_getaffinity(0)), MONTH_COUNT)
+
+
+PARALLEL_ROWS = 2_000_000  # below this, one process is faster than starting more
 
 
 def write_landing(
@@ -335,19 +857,58 @@ def write_landing(
     rows: int | None = None,
     seed: int = DEFAULT_SEED,
     tail: int = DEFAULT_TAIL,
+    workers: int | None = None,
 ) -> dict[str, int]:
     """Write customers.csv, earnings.csv and spend/usage_YYYY_MM.csv into `out`.
 
-    With `rows`, the synthetic tail grows until the files hold at least that many rows, then
-    rows are thinned evenly so that exactly `rows` are written; the named customers' calibration
-    holds at any size. Returns the number of rows written per file.
+    Without `rows`: the seeds' plan (`Plan`) with a tail of `tail` customers, every row kept.
+    With `rows`: `ScaledPlan` with the smallest tail that makes at least `rows` rows (counted,
+    not made), thinned evenly to exactly `rows`; the named customers' calibration holds at any
+    size. Month files are written by `workers` processes (default: one per CPU from 2M rows),
+    the same bytes whatever their number. Returns the number of rows written per file.
     """
-    available = 0
-    if rows is not None:
-        tail, available = _tail_for_rows(rows, seed)
-    plan = Plan(tail, seed)
+    jobs: list[_Job]
+    if rows is None:
+        plan: Plan | ScaledPlan = _prepared("plan", seed, tail)[0]
+        jobs = [_Job(out, "plan", seed, tail, m) for m in range(MONTH_COUNT)]
+    else:
+        tail, per_month = size_tail(rows, seed)
+        available = int(per_month.sum())
+        first = np.cumsum(per_month) - per_month
+        plan = _prepared("scaled", seed, tail)[0]
+        jobs = [
+            _Job(out, "scaled", seed, tail, m, int(first[m]), rows, available)
+            for m in range(MONTH_COUNT)
+        ]
     (out / "spend").mkdir(parents=True, exist_ok=True)
-    counts = {
+    workers = workers or _workers(rows)
+    if workers == 1:
+        counts = _write_reference(out, plan)
+        counts.update(map(_write_month, jobs))
+        return counts
+    # The workers (forked: they inherit the plan) start on the first months while this process
+    # writes the customers; months are handed out in order, so files appear from the first.
+    with multiprocessing.get_context("fork").Pool(workers, _keep_freed_memory) as pool:
+        written = pool.imap(_write_month, jobs)
+        counts = _write_reference(out, plan)
+        counts.update(written)
+    return counts
+
+
+def _keep_freed_memory() -> None:
+    """Let a worker's allocator keep the memory of one chunk for the next (glibc): otherwise the
+    chunks' arrays are returned to the kernel when freed and faulted in again, which costs
+    about a fifth of the work in system time. Memory stays at one chunk's peak."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: do not trim the heap's free top
+        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD: arrays come from the heap, not mmap
+    except (OSError, AttributeError):
+        pass
+
+
+def _write_reference(out: Path, plan: Plan | ScaledPlan) -> dict[str, int]:
+    return {
         "customers.csv": _write_csv(
             out / "customers.csv",
             CUSTOMERS.header,
@@ -357,21 +918,6 @@ def write_landing(
             out / "earnings.csv", EARNINGS.header, (row.values() for row in earnings_rows())
         ),
     }
-    seen = kept = 0
-    for month in months():
-        name = f"spend/usage_{month:%Y_%m}.csv"
-        written = 0
-        with (out / name).open("w", encoding="utf-8", newline="") as handle:
-            handle.write(",".join(USAGE.header) + "\n")
-            for line in usage_lines(plan, month):
-                seen += 1
-                # Thin evenly: keep a row when it carries the running quota past a whole number.
-                if rows is None or (seen * rows) // available > kept:
-                    kept += 1
-                    written += 1
-                    handle.write(line)
-        counts[name] = written
-    return counts
 
 
 def _write_csv(path: Path, header: list[str], rows) -> int:

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from warehouse.runtime.children import launcher_command
 from warehouse.settings import DBT_PROJECT_DIR, Settings
 
 PROFILES_YML = DBT_PROJECT_DIR / "profiles.yml"
@@ -34,9 +35,11 @@ def dbt_command(settings: Settings, *args: str) -> list[str]:
 
 
 def run_dbt(settings: Settings, *args: str) -> subprocess.CompletedProcess:
-    """Run a dbt command on the project with the settings' environment; fail with its output."""
+    """Run a dbt command on the project with the settings' environment; fail with its output.
+    dbt runs through the launcher that ends it with this process, however this one ends."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
-        dbt_command(settings, *args),
+        launcher_command(dbt_command(settings, *args), settings.children_lock),
         env={**os.environ, **dbt_env(settings)},
         capture_output=True,
         text=True,

@@ -1,0 +1,174 @@
+"""`make up` on a shared machine, without starting it (test_serving.py starts it for real): every
+listener on 127.0.0.1 on a configured port, a taken port refused in one line before anything
+starts, the FAB auth manager over PostgreSQL, passwords in an owner-only file and never
+printed, and `make run`'s embedded metadata kept owner-only too."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import subprocess
+import sys
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.conftest import REPO, SESSION_SETTINGS
+from warehouse import cli
+from warehouse.runtime import accounts, services
+from warehouse.runtime.postgres import Cluster
+
+
+@pytest.fixture
+def stack_settings(tmp_path):
+    return dataclasses.replace(
+        SESSION_SETTINGS,
+        airflow_home=tmp_path / "airflow",
+        airflow_port=18080,
+        airflow_worker_log_port=18793,
+        airflow_trigger_log_port=18794,
+        airflow_password=None,
+        airflow_viewer_password=None,
+    )
+
+
+def test_every_listener_is_local_on_a_configured_port(stack_settings):
+    env = services.service_environment(stack_settings)
+
+    assert env["AIRFLOW__API__HOST"] == "127.0.0.1"
+    assert env["AIRFLOW__API__PORT"] == "18080"
+    assert env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] == "18793"
+    assert env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] == "18794"
+    assert env["AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK"] == "False"
+    assert env["AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST"] == "127.0.0.1"
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].startswith("http://127.0.0.1:18080/")
+    # Airflow's own log servers listen on every interface: they are skipped, and the project's
+    # log server (Airflow's app, bound to 127.0.0.1) serves both log ports.
+    assert "--skip-serve-logs" in services.COMMANDS["scheduler"]
+    assert "--skip-serve-logs" in services.COMMANDS["triggerer"]
+    assert services.COMMANDS["api-server"][-2:] == ["--host", "127.0.0.1"]
+    assert set(services.listeners(stack_settings)) == {18080, 18793, 18794}
+
+
+def test_the_running_airflow_uses_fab_over_postgres_with_no_password_in_its_url(stack_settings):
+    env = services.service_environment(stack_settings)
+    cluster = Cluster.of(stack_settings.airflow_home)
+    url = urlsplit(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+
+    assert env["AIRFLOW__CORE__AUTH_MANAGER"] == services.AUTH_MANAGER
+    assert "SIMPLE_AUTH_MANAGER" not in " ".join(k for k in env if k.startswith("AIRFLOW__"))
+    assert url.scheme == "postgresql+psycopg2" and url.password is None
+    assert url.query == f"host={cluster.socket_dir}"  # the socket: no TCP port at all
+    assert env["PGPASSFILE"] == str(cluster.password_file)
+    assert cluster.root == stack_settings.airflow_home / "postgres"
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` different ports free now (bound together while chosen, so they differ)."""
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
+
+
+def test_a_taken_port_stops_make_up_in_one_line_before_anything_starts(tmp_path):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        api_port, trigger_port = free_ports(2)
+        home = tmp_path / "airflow"
+        result = subprocess.run(
+            [sys.executable, "-m", "warehouse.cli", "up"],
+            env={
+                **os.environ,
+                **SESSION_SETTINGS.environment(),
+                "AIRFLOW_HOME": str(home),
+                "WAREHOUSE_AIRFLOW_PORT": str(api_port),
+                "WAREHOUSE_AIRFLOW_WORKER_LOG_PORT": str(taken),
+                "WAREHOUSE_AIRFLOW_TRIGGER_LOG_PORT": str(trigger_port),
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"error: port {taken} on 127.0.0.1 is taken by another program: it is for the task log "
+        "server (WAREHOUSE_AIRFLOW_WORKER_LOG_PORT); set that variable to a free port"
+    ]
+    assert not (home / "services").exists() and not (home / "postgres").exists()
+
+
+def test_ports_must_differ(stack_settings):
+    same = dataclasses.replace(stack_settings, airflow_trigger_log_port=18793)
+    with pytest.raises(services.NotStarted, match="ports must differ"):
+        services.listeners(same)
+
+
+def test_passwords_are_generated_once_kept_owner_only_and_the_settings_win(stack_settings):
+    first = accounts.ensure_passwords(stack_settings)
+    path = accounts.password_file(stack_settings.airflow_home)
+
+    assert set(first) == {"admin", "viewer"} == set(accounts.LOGINS)
+    assert accounts.LOGINS == {"admin": "Admin", "viewer": "Viewer"}  # FAB's built-in roles
+    assert first["admin"] != first["viewer"] and min(map(len, first.values())) >= 20
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert accounts.ensure_passwords(stack_settings) == first  # kept, not regenerated
+    from_env = "-".join(["set", "in", "the", "environment"])
+    given = dataclasses.replace(stack_settings, airflow_viewer_password=from_env)
+    assert accounts.ensure_passwords(given) == {**first, "viewer": given.airflow_viewer_password}
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_make_up_prints_where_the_passwords_are_never_a_password(
+    stack_settings, monkeypatch, capsys
+):
+    passwords = accounts.ensure_passwords(stack_settings)
+    stack = services.Stack(stack_settings.airflow_home, stack_settings.airflow_port, {})
+    monkeypatch.setattr(services, "start", lambda settings: stack)
+    monkeypatch.setattr(services, "ApiClient", lambda *args: None)
+    monkeypatch.setattr(services, "unpause", lambda *args: None)
+    monkeypatch.setattr(cli.Settings, "from_env", classmethod(lambda cls: stack_settings))
+
+    assert cli.main(["up"]) == 0
+    out = capsys.readouterr().out
+    assert str(accounts.password_file(stack_settings.airflow_home)) in out
+    assert not any(password in out for password in passwords.values())
+
+
+@pytest.mark.slow
+def test_make_runs_embedded_metadata_is_owner_only(airflow_home):
+    """`make run` keeps SQLite (no PostgreSQL, no login), its files readable by the owner only."""
+    assert oct((airflow_home / "airflow.db").stat().st_mode & 0o777) == "0o600"
+    assert oct((airflow_home / "airflow.cfg").stat().st_mode & 0o777) == "0o600"
+    assert not (airflow_home / "postgres").exists()
+
+
+def test_make_up_installs_postgresql_where_missing():
+    makefile = (REPO / "Makefile").read_text()
+    assert "\nup: setup postgres-packages\n" in makefile
+    assert "test-packages: postgres-packages" in makefile
+    assert "apt-get install -y -qq --no-install-recommends postgresql-15" in makefile
+
+
+def test_warehouse_airflow_is_airflows_cli_against_make_ups_database(stack_settings):
+    """The plain `airflow` command opens make run's SQLite database; `warehouse airflow` (for
+    `dags trigger`, `backfill create` ...) has make up's environment."""
+    command = ["airflow", "config", "get-value", "database", "sql_alchemy_conn"]
+    result = subprocess.run(
+        [sys.executable, "-m", "warehouse.cli", *command],
+        env={**os.environ, **stack_settings.environment()},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    cluster = Cluster.of(stack_settings.airflow_home)
+    assert result.stdout.strip() == cluster.url

@@ -1,0 +1,37 @@
+"""The transform task's operator: Cosmos's `dbt build`, owned by the run.
+
+Cosmos runs dbt in a new session from a temporary copy of the project. This subclass:
+
+- holds the data folder's writer lock for the task (`warehouse.runtime.lock`), so dbt never
+  meets another writer's DuckDB lock;
+- runs dbt through the launcher of `warehouse.runtime.children`, so dbt dies with the process
+  running the task, however it dies, and the temporary copy goes with it;
+- stops dbt's process group whenever the task's call to dbt ends without dbt having ended (a
+  task timeout, an interrupt), before the task ends or retries.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cosmos.operators.local import DbtBuildLocalOperator
+
+from warehouse.runtime.children import launcher_command, stop_group
+from warehouse.runtime.lock import hold_data_lock
+from warehouse.settings import Settings
+
+
+class OwnedDbtBuildOperator(DbtBuildLocalOperator):
+    """`dbt build` whose process ends with the task, under the data folder's lock."""
+
+    def execute(self, context: Any, **kwargs: Any) -> None:
+        settings = Settings.from_env()
+        with hold_data_lock(settings, f"task {self.task_id}", context.get("run_id")):
+            return super().execute(context, **kwargs)
+
+    def run_subprocess(self, command: list[str], env: dict[str, str], cwd: str, **kwargs: Any):
+        hold = Settings.from_env().children_lock
+        try:
+            return super().run_subprocess(launcher_command(command, hold, cwd), env, cwd, **kwargs)
+        finally:
+            stop_group(self.subprocess_hook.sub_process)
