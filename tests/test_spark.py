@@ -220,7 +220,7 @@ def seeds_on_both(spark_installed, tmp_path_factory) -> dict:
         "build": build_table_rows(data, "intermediate.int_usage_months_aggregated"),
         "spark": duckdb.sql(
             f"select count(*) from {spark_fact['int_usage_months_aggregated']}"
-        ).fetchone()[0],
+        ).fetchall()[0][0],
     }
     published = snapshot(
         published_marts(data),
