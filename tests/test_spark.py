@@ -232,7 +232,9 @@ def seeds_on_both(spark_installed, tmp_path_factory) -> dict:
             "select table_name, count(comment) from duckdb_columns() where schema_name = 'marts' "
             "group by all order by all"
         ).fetchall()
-    duck = dbt_build(SEEDS, data, "duckdb")
+    # A full refresh: the usage fact in the build database is Spark's now (its column types
+    # are Spark's), and DuckDB's incremental model refuses another engine's schema.
+    duck = dbt_build(SEEDS, data, "duckdb", "--full-refresh")
     record(data, "duckdb_build_seeds", duck)
     duckdb_marts = snapshot(
         spark.duckdb_marts(data / "build.duckdb"),
