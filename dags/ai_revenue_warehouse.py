@@ -6,7 +6,11 @@ audited build (the architecture: README.md, *What a run does*).
 
 - **ingest**: one task per source (customers first) into `raw` of the build database; bad rows
   are rejected with a reason, a file of the wrong shape is refused whole (no retry: bad data).
-- **transform**: one `dbt build` of the whole project (Cosmos), models with their tests.
+- **transform**: one `dbt build` of the whole project (Cosmos), models with their tests, on the
+  engine the settings choose (`WAREHOUSE_ENGINE`: DuckDB by default, or Spark). On Spark,
+  **export_raw** first writes the raw tables as Parquet partitioned by landing file (Spark's
+  sources), and **load_spark_marts** then copies the tables Spark built into the build
+  database, described from dbt's manifest, so validation and publishing are the same on both.
 - **validate**: the GX suites and the reported claims; a failure publishes nothing.
 - **publish**: atomically replaces `warehouse.duckdb`, the exports and the manifest, and emits
   the published Asset, on which `ai_revenue_report` is scheduled.
@@ -47,6 +51,23 @@ def load(source: str, run_id: str | None = None) -> dict:
             return ingest_source(source, run_id, settings).to_dict()
     except SourceRefusedError as refused:
         raise AirflowFailException(str(refused)) from refused
+
+
+@task(pool=WRITER_POOL)
+def export_raw() -> dict:
+    """Spark only: the raw tables and the ledger as Parquet, one partition per landing file
+    (only files loaded since the last export are rewritten)."""
+    from warehouse.engines.spark import export_raw as export
+
+    return export(Settings.from_env()).as_dict()
+
+
+@task(pool=WRITER_POOL, retries=0)
+def load_spark_marts() -> dict:
+    """Spark only: the marts and intermediate tables Spark built, into the build database."""
+    from warehouse.engines.spark import load_spark_tables
+
+    return load_spark_tables(Settings.from_env()).as_dict()
 
 
 @task(task_id="validate", pool=WRITER_POOL)
@@ -105,7 +126,7 @@ def summarize(run_id: str | None = None) -> dict:
     schedule="@daily",
     **dag_settings(SETTINGS),
     doc_md=__doc__,
-    tags=["warehouse", "duckdb", "dbt"],
+    tags=["warehouse", SETTINGS.engine, "dbt"],
 )
 def ai_revenue_warehouse():
     @task_group(group_id="ingest")
@@ -128,7 +149,7 @@ def ai_revenue_warehouse():
         project_dir=dbt.DBT_PROJECT_DIR,
         profile_config=ProfileConfig(
             profile_name=dbt.PROFILE_NAME,
-            target_name=dbt.TARGET_NAME,
+            target_name=SETTINGS.dbt_target,
             profiles_yml_filepath=dbt.PROFILES_YML,
         ),
         dbt_executable_path=SETTINGS.dbt_executable,
@@ -144,7 +165,11 @@ def ai_revenue_warehouse():
     )
 
     validation = validate_marts()
-    ingest() >> transform >> validation
+    if SETTINGS.engine == "spark":
+        # Parse-time choice: on DuckDB (the default) the DAG has neither task, and costs nothing.
+        ingest() >> export_raw() >> transform >> load_spark_marts() >> validation
+    else:
+        ingest() >> transform >> validation
     publish(validation) >> summarize()
 
 

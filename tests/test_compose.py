@@ -39,8 +39,11 @@ def dockerfile_bases() -> dict[str, str]:
     return bases
 
 
+SPARK_SERVICES = {"spark-master", "spark-worker", "spark-thrift-server"}
+
+
 def test_stack_has_airflow_postgres_and_a_bi_tool():
-    assert set(SERVICES) == {"postgres", "superset", *AIRFLOW_SERVICES}
+    assert set(SERVICES) == {"postgres", "superset", *AIRFLOW_SERVICES, *SPARK_SERVICES}
     for name, command in AIRFLOW_SERVICES.items():
         service = SERVICES[name]
         env = service["environment"]
@@ -177,3 +180,58 @@ def test_airflow_services_share_the_task_logs():
     for name in AIRFLOW_SERVICES:
         assert "airflow-logs:/opt/airflow/logs" in SERVICES[name]["volumes"], name
     assert "airflow-logs" in COMPOSE["volumes"]
+
+
+def test_spark_cluster_is_an_opt_in_profile_at_the_locked_spark_version():
+    """Master, one worker and the Thrift server, only with `--profile spark`, on Apache's image
+    of the Spark release pyspark is locked to; everything else starts without the profile."""
+    lock = (REPO / "uv.lock").read_text()
+    (pyspark,) = re.findall(r'name = "pyspark"\nversion = "([^"]+)"', lock)
+    for name in SPARK_SERVICES:
+        service = SERVICES[name]
+        assert service["profiles"] == ["spark"], name
+        assert service["image"].startswith(f"apache/spark:{pyspark}-"), name
+    for name in set(SERVICES) - SPARK_SERVICES:
+        assert "profiles" not in SERVICES[name], name
+    worker = SERVICES["spark-worker"]["command"]
+    assert worker[-1] == "spark://spark-master:7077"
+    thrift = SERVICES["spark-thrift-server"]["command"]
+    assert "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2" in thrift
+    assert thrift[thrift.index("--master") + 1] == "spark://spark-master:7077"
+    assert "hive.server2.thrift.port=10000" in thrift
+    assert "healthcheck" in SERVICES["spark-thrift-server"]
+
+
+def test_airflow_reaches_the_thrift_server_by_configuration_and_defaults_to_duckdb():
+    from warehouse.settings import Settings
+
+    for name in AIRFLOW_SERVICES:
+        service = SERVICES[name]
+        env = service["environment"]
+        assert env["WAREHOUSE_ENGINE"] == "${WAREHOUSE_ENGINE:-duckdb}"
+        assert env["WAREHOUSE_SPARK_METHOD"] == "thrift"
+        assert env["WAREHOUSE_SPARK_HOST"] == "spark-thrift-server"
+        # The environment is one Settings understands, DuckDB when nothing is set.
+        resolved = {
+            k: str(v).replace("${WAREHOUSE_ENGINE:-duckdb}", "duckdb") for k, v in env.items()
+        }
+        settings = Settings.from_env(resolved)
+        assert (settings.engine, settings.spark_method) == ("duckdb", "thrift")
+        assert settings.spark_port == 10000
+        # Only when the profile is on do the services wait for the Thrift server.
+        if name != "airflow-init":
+            assert service["depends_on"]["spark-thrift-server"] == {
+                "condition": "service_healthy",
+                "required": False,
+            }
+    # Spark writes its tables where Airflow reads them: one path on every container.
+    warehouse_dir = SERVICES["airflow-scheduler"]["environment"]["WAREHOUSE_SPARK_WAREHOUSE_DIR"]
+    data_dir = SERVICES["airflow-scheduler"]["environment"]["WAREHOUSE_DATA_DIR"]
+    thrift = SERVICES["spark-thrift-server"]["command"]
+    assert f"spark.sql.warehouse.dir={warehouse_dir}" in thrift
+    for name in ("spark-worker", "spark-thrift-server"):
+        assert f"./data:{data_dir}" in SERVICES[name]["volumes"], name
+    # The image gets dbt-spark only when asked.
+    build = SERVICES["airflow-scheduler"]["build"]
+    assert build["args"]["WAREHOUSE_EXTRAS"] == "${WAREHOUSE_IMAGE_EXTRAS:-}"
+    assert "${WAREHOUSE_EXTRAS:+--extra" in (REPO / "docker/airflow.Dockerfile").read_text()

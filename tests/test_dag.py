@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import timedelta
@@ -168,3 +169,34 @@ def test_dag_run_with_a_refused_file_fails_and_names_it(airflow_home, settings):
     refused = build_summary(settings, run.run_id)["refused"]
     assert [r["file_path"] for r in refused] == ["spend/usage_2025_01.csv"]
     assert ledger_counts(settings.data_dir)["usage"] == (24, SEED_USAGE_ROWS)
+
+
+def test_engine_is_configuration_the_same_dag_on_spark():
+    """WAREHOUSE_ENGINE=spark: the same DAG exports the raw Parquet before dbt, builds on the
+    profile's `spark` target, and loads Spark's marts into the build database before the audit;
+    on DuckDB (the default) neither extra task exists and dbt builds on `build`."""
+    code = (
+        "import json, airflow.sdk, runpy;"
+        f"dag = runpy.run_path({str(DAG_FILES[0])!r})['ai_revenue_warehouse']();"
+        "t = dag.get_task('transform');"
+        "print(json.dumps({'target': t.profile_config.target_name, 'tasks': "
+        "{x.task_id: sorted(x.upstream_task_ids) for x in dag.tasks}, "
+        "'pools': sorted({x.pool for x in dag.tasks})}))"
+    )
+
+    def parsed(engine: str) -> dict:
+        env = {**os.environ, "WAREHOUSE_ENGINE": engine}
+        result = subprocess.run(
+            [sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env
+        )
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    spark, duck = parsed("spark"), parsed("duckdb")
+    assert spark["target"] == "spark" and duck["target"] == "build"
+    assert spark["tasks"]["export_raw"] == ["ingest.earnings", "ingest.usage"]
+    assert spark["tasks"]["transform"] == ["export_raw"]
+    assert spark["tasks"]["load_spark_marts"] == ["transform"]
+    assert spark["tasks"]["validate"] == ["load_spark_marts"]
+    assert spark["pools"] == duck["pools"] == [WRITER_POOL]
+    assert set(spark["tasks"]) - set(duck["tasks"]) == {"export_raw", "load_spark_marts"}
+    assert duck["tasks"]["transform"] == ["ingest.earnings", "ingest.usage"]

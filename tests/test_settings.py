@@ -8,6 +8,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import REPO
@@ -127,3 +128,41 @@ def test_stages_take_settings_explicitly(tmp_path: Path):
     ingest_source("earnings", "run", settings)
 
     assert (tmp_path / "data" / "build.duckdb").exists()
+
+
+def test_the_engine_and_spark_connection_are_settings_that_reach_dbt(tmp_path):
+    """WAREHOUSE_ENGINE and every WAREHOUSE_SPARK_* profiles.yml reads are Settings fields,
+    given back to dbt through `environment()`; the default stays DuckDB."""
+    default = Settings.from_env({})
+    assert (default.engine, default.dbt_target) == ("duckdb", "build")
+    assert default.spark_warehouse_dir == REPO / "data" / "spark" / "warehouse"
+
+    env = {
+        "WAREHOUSE_DATA_DIR": str(tmp_path),
+        "WAREHOUSE_ENGINE": "Spark",
+        "WAREHOUSE_SPARK_METHOD": "thrift",
+        "WAREHOUSE_SPARK_HOST": "spark-thrift-server",
+        "WAREHOUSE_SPARK_PORT": "10001",
+        "WAREHOUSE_SPARK_USER": "etl",
+        "WAREHOUSE_SPARK_AUTH": "KERBEROS",
+        "WAREHOUSE_SPARK_KERBEROS_SERVICE": "hive",
+        "WAREHOUSE_SPARK_CONNECT_RETRIES": "5",
+        "WAREHOUSE_SPARK_THREADS": "8",
+        "WAREHOUSE_SPARK_MASTER": "local[4]",
+        "WAREHOUSE_SPARK_DRIVER_MEMORY": "6g",
+        "WAREHOUSE_SPARK_SHUFFLE_PARTITIONS": "16",
+        "WAREHOUSE_SPARK_WAREHOUSE_DIR": str(tmp_path / "mounted"),
+    }
+    settings = Settings.from_env(env)
+    assert (settings.engine, settings.dbt_target, settings.spark_port) == ("spark", "spark", 10001)
+    assert settings.spark_warehouse_dir == tmp_path / "mounted"
+    assert Settings.from_env(settings.environment()) == settings
+    child = settings.environment()
+    assert {k: v for k, v in env.items() if k != "WAREHOUSE_ENGINE"}.items() <= child.items()
+    assert child["WAREHOUSE_ENGINE"] == "spark"
+
+    profiles = (REPO / "dbt_project" / "profiles.yml").read_text()
+    read_by_dbt = set(re.findall(r"env_var\('(WAREHOUSE_[A-Z_]+)'", profiles))
+    assert read_by_dbt <= set(child), read_by_dbt - set(child)
+    with pytest.raises(ValueError, match="WAREHOUSE_ENGINE"):
+        Settings.from_env({"WAREHOUSE_ENGINE": "snowflake"})

@@ -1,10 +1,12 @@
-"""The same dbt models on Apache Spark: a build on Spark (dbt-spark's `session` method, and once
-through a local Thrift server) gives marts equal to DuckDB's, money to the cent and ratios to
-1e-9, and a restated month on Spark (insert_overwrite of one landing-file partition) equals a
-full refresh.
+"""The same dbt models on Apache Spark: the whole pipeline DAG with WAREHOUSE_ENGINE=spark
+(dbt-spark's `session` method) publishes marts equal to DuckDB's build of the same landing
+folder, money to the cent and ratios to 1e-9, audited and described; a build through a local
+Thrift server gives the same marts; a restated month on Spark (insert_overwrite of one
+landing-file partition) equals a full refresh.
 
-Everything runs through the command line a user has (`warehouse ingest`, `python -m
-warehouse.engines.spark`, `dbt build` with WAREHOUSE_ENGINE), in temporary data folders. The
+Everything runs through the command line a user has (`warehouse run`, `warehouse ingest`,
+`python -m warehouse.engines.spark`, `dbt build` with WAREHOUSE_ENGINE), in temporary data
+folders. One Spark build of the seeds (the DAG's) is shared by the tests that follow it. The
 `spark` extra is installed first (`make spark-setup`) when it is missing. Each test logs what
 it measured (JVM start, per node, total) to `<data>/timings.json` and stdout.
 """
@@ -26,6 +28,7 @@ import duckdb
 import pytest
 
 from warehouse.engines import spark
+from warehouse.settings import Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark]
 
@@ -70,6 +73,11 @@ def run(command: list[str], env: dict) -> subprocess.CompletedProcess:
     result = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, f"{command}:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
     return result
+
+
+def settings_of(data: Path) -> Settings:
+    """The settings of a data folder, as the tests' commands see it (local Spark)."""
+    return Settings.from_env({}).with_folders(data_dir=data)
 
 
 def ingest_and_export(landing: Path, data: Path) -> dict:
@@ -173,30 +181,98 @@ def assert_equal_marts(expected: dict[str, str], actual: dict[str, str], attach=
         print(f"  {r.mart}: {r.rows_expected} = {r.rows_actual} rows")
 
 
+def published_marts(data: Path) -> dict[str, str]:
+    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
+        names = [
+            name
+            for (name,) in con.execute(
+                "select table_name from duckdb_tables() where schema_name = 'marts' order by 1"
+            ).fetchall()
+        ]
+    return {name: f"published.marts.{name}" for name in names}
+
+
+def build_table_rows(data: Path, relation: str) -> int:
+    with duckdb.connect(str(data / "build.duckdb"), read_only=True) as con:
+        return con.execute(f"select count(*) from {relation}").fetchone()[0]
+
+
 @pytest.fixture(scope="session")
 def seeds_on_both(spark_installed, tmp_path_factory) -> dict:
-    """The seeds ingested once, built by dbt on DuckDB and on Spark (session method). The
-    DuckDB marts are snapshotted, as the restated-month test changes this folder later."""
+    """The whole pipeline DAG on Spark (session method) over the seeds, then dbt on DuckDB over
+    the same build database. The published (Spark-built) marts and the DuckDB marts are
+    snapshotted, as later tests change this folder; Spark's own tables stay, for the tests
+    that continue from this build."""
     data = tmp_path_factory.mktemp("spark-seeds")
-    exported = ingest_and_export(SEEDS, data)
-    assert exported["written"]["raw.usage"] == len(list((SEEDS / "spend").glob("*.csv")))
-    duck = dbt_build(SEEDS, data, "duckdb")
+    env = environment(SEEDS, data, "spark", AIRFLOW_HOME=str(data / "airflow"))
+    env.pop("DBT_TARGET_PATH")  # the DAG keeps dbt's target folder in the data folder
+    started = time.perf_counter()
+    run([str(BIN / "warehouse"), "run", "--no-report"], env)
+    record(
+        data, "spark_session_whole_dag_seeds", {"wall_s": round(time.perf_counter() - started, 1)}
+    )
+    dag_build = timings(settings_of(data).dbt_target_dir / "run_results.json", 0.0)
+    record(data, "spark_session_build_seeds_in_the_dag", dag_build)
+    manifest = json.loads((data / "manifest.json").read_text())
+    # What the audit read in the build database was Spark's usage fact, row for row.
+    spark_fact = spark.spark_tables(settings_of(data), "intermediate")
+    fact_rows = {
+        "build": build_table_rows(data, "intermediate.int_usage_months_aggregated"),
+        "spark": duckdb.sql(
+            f"select count(*) from {spark_fact['int_usage_months_aggregated']}"
+        ).fetchall()[0][0],
+    }
+    published = snapshot(
+        published_marts(data),
+        data / "published-marts",
+        attach={"published": data / "warehouse.duckdb"},
+    )
+    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
+        described = con.execute(
+            "select table_name, count(comment) from duckdb_columns() where schema_name = 'marts' "
+            "group by all order by all"
+        ).fetchall()
+    # A full refresh: the usage fact in the build database is Spark's now (its column types
+    # are Spark's), and DuckDB's incremental model refuses another engine's schema.
+    duck = dbt_build(SEEDS, data, "duckdb", "--full-refresh")
     record(data, "duckdb_build_seeds", duck)
     duckdb_marts = snapshot(
         spark.duckdb_marts(data / "build.duckdb"),
         data / "duckdb-marts",
         attach={"build": data / "build.duckdb"},
     )
-    on_spark = dbt_build(SEEDS, data, "spark")
-    record(data, "spark_session_build_seeds", on_spark)
-    return {"data": data, "duckdb_marts": duckdb_marts}
+    return {
+        "data": data,
+        "duckdb_marts": duckdb_marts,
+        "published": published,
+        "manifest": manifest,
+        "fact_rows": fact_rows,
+        "described": dict(described),
+    }
+
+
+def test_the_dag_on_spark_publishes_the_marts_duckdb_builds(seeds_on_both):
+    """WAREHOUSE_ENGINE=spark: ingest, export, dbt build on Spark, load, validate (every suite,
+    the reconciliation included), publish; the published file equals DuckDB's marts."""
+    manifest = seeds_on_both["manifest"]
+    assert manifest["validation"]["success"], manifest["validation"]["failures"]
+    assert manifest["validation"]["suites"]["reconcile_files"]["failed"] == 0
+    assert {"reconcile_files"} < set(manifest["validation"]["suites"])
+    fact = seeds_on_both["fact_rows"]
+    assert fact["build"] == fact["spark"] > 0
+    assert_equal_marts(seeds_on_both["duckdb_marts"], seeds_on_both["published"])
+    # dbt-spark drops column comments on Parquet: the descriptions come from dbt's manifest.
+    described = seeds_on_both["described"]
+    assert set(described) == set(seeds_on_both["published"])
+    assert all(count > 0 for count in described.values()), described
 
 
 def test_spark_session_build_gives_the_marts_duckdb_gives(seeds_on_both):
     data = seeds_on_both["data"]
-    assert_equal_marts(seeds_on_both["duckdb_marts"], spark.spark_marts(data))
+    on_spark = spark.spark_marts(settings_of(data))
+    assert_equal_marts(seeds_on_both["duckdb_marts"], on_spark)
     # Money stays exact DECIMAL on both engines (no floating point in a *_usd column).
-    assert spark.money_columns_exact(spark.spark_marts(data)) == []
+    assert spark.money_columns_exact(on_spark) == []
     assert spark.money_columns_exact(seeds_on_both["duckdb_marts"]) == []
 
 
@@ -223,13 +299,15 @@ def test_spark_through_a_local_thrift_server_gives_the_same_marts(seeds_on_both,
     finally:
         stopped = run([str(BIN / "python"), "-m", "warehouse.engines.spark", "thrift-stop"], env)
     assert json.loads(stopped.stdout) == {"stopped": True}
-    assert_equal_marts(seeds_on_both["duckdb_marts"], spark.spark_marts(data))
+    assert_equal_marts(seeds_on_both["duckdb_marts"], spark.spark_marts(settings_of(data)))
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0, "the Thrift server still listens"
 
 
 def usage_fact(data: Path) -> list[tuple]:
-    folder = spark.spark_warehouse_dir(data) / "intermediate.db" / "int_usage_months_aggregated"
+    folder = (
+        settings_of(data).spark_warehouse_dir / "intermediate.db" / "int_usage_months_aggregated"
+    )
     with duckdb.connect() as con:
         return con.execute(
             "select source_file, dbt_invocation_id, count(*) from read_parquet(?, "
@@ -271,7 +349,9 @@ def test_restated_month_on_spark_equals_a_full_refresh(seeds_on_both, tmp_path):
     changed = {f for f, i, _ in after if (f, i) not in before}
     assert changed == {"spend/usage_2024_03.csv"}
     assert "spend/usage_2023_01.csv" not in {f for f, _, _ in after}
-    after_incremental = snapshot(spark.spark_marts(data), tmp_path / "incremental-marts")
+    after_incremental = snapshot(
+        spark.spark_marts(settings_of(data)), tmp_path / "incremental-marts"
+    )
     (top,) = duckdb.sql(
         f"select top_customer_name from {after_incremental['fct_revenue_concentration']} "
         "where month = date '2024-03-01' and product_line = 'azure_openai' "
@@ -281,7 +361,7 @@ def test_restated_month_on_spark_equals_a_full_refresh(seeds_on_both, tmp_path):
 
     full = dbt_build(landing, data, "spark", "--full-refresh")
     record(data, "spark_session_full_refresh_restated", full)
-    assert_equal_marts(spark.spark_marts(data), after_incremental)
+    assert_equal_marts(spark.spark_marts(settings_of(data)), after_incremental)
 
     dbt_build(landing, data, "duckdb")
     assert_equal_marts(

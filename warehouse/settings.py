@@ -23,6 +23,19 @@ repo agree on the same files.
 | `WAREHOUSE_QUERY_TIMEOUT_SECONDS` | `300` | `warehouse query`'s default timeout (`--timeout`) |
 | `WAREHOUSE_QUERY_MEMORY_LIMIT` | `2GB` | `warehouse query`'s memory limit (SQL cannot raise it) |
 | `WAREHOUSE_QUERY_THREADS` | `2` | `warehouse query`'s threads (SQL cannot raise them) |
+| `WAREHOUSE_ENGINE` | `duckdb` | the engine dbt builds on: `duckdb` or `spark` |
+| `WAREHOUSE_SPARK_METHOD` | `session` | dbt-spark's method: `session` or `thrift` |
+| `WAREHOUSE_SPARK_HOST` | `127.0.0.1` | the Spark Thrift server (`thrift`) |
+| `WAREHOUSE_SPARK_PORT` | `10000` | its port (and the local one's) |
+| `WAREHOUSE_SPARK_USER` | `warehouse` | the user dbt connects as |
+| `WAREHOUSE_SPARK_AUTH` | `NONE` | `NONE`, `NOSASL` or `KERBEROS` |
+| `WAREHOUSE_SPARK_KERBEROS_SERVICE` | none | Kerberos's service name |
+| `WAREHOUSE_SPARK_CONNECT_RETRIES` | `3` | dbt's connection retries |
+| `WAREHOUSE_SPARK_THREADS` | `2` | dbt's threads on Spark |
+| `WAREHOUSE_SPARK_MASTER` | `local[2]` | the local Spark's master |
+| `WAREHOUSE_SPARK_DRIVER_MEMORY` | `3g` | the local Spark driver's memory |
+| `WAREHOUSE_SPARK_SHUFFLE_PARTITIONS` | `4` | the local Spark's shuffle partitions |
+| `WAREHOUSE_SPARK_WAREHOUSE_DIR` | `<data>/spark/warehouse` | Spark's tables, as seen here |
 
 The quiet environment (telemetry and tracking off) is `quiet.env` at the repository root, the
 one file the Makefile, docker-compose.yml and this module read.
@@ -47,6 +60,8 @@ QUIET_ENV_FILE = REPO_ROOT / "quiet.env"
 # DuckDB allows one read-write process per file.
 WRITER_POOL = "duckdb_writer"
 DAG_ID = "ai_revenue_warehouse"
+ENGINES = ("duckdb", "spark")
+SPARK_METHODS = ("session", "thrift")
 REPORT_DAG_ID = "ai_revenue_report"
 
 
@@ -92,6 +107,31 @@ class Settings:
     query_timeout_seconds: float = 300.0
     query_memory_limit: str = "2GB"
     query_threads: int = 2
+    # The engine dbt builds on, and how dbt-spark reaches Spark (dbt_project/profiles.yml reads
+    # them from the environment `environment()` gives dbt).
+    engine: str = "duckdb"
+    spark_method: str = "session"
+    spark_host: str = "127.0.0.1"
+    spark_port: int = 10000
+    spark_user: str = "warehouse"
+    spark_auth: str = "NONE"
+    spark_kerberos_service: str | None = None
+    spark_connect_retries: int = 3
+    spark_threads: int = 2
+    spark_master: str = "local[2]"
+    spark_driver_memory: str = "3g"
+    spark_shuffle_partitions: int = 4
+    # Where Spark's tables are as this machine sees them: `<data>/spark/warehouse` (None) for
+    # the local Spark; a cluster's warehouse folder mounted here otherwise.
+    spark_warehouse: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"WAREHOUSE_ENGINE must be one of {ENGINES}, not {self.engine!r}")
+        if self.spark_method not in SPARK_METHODS:
+            raise ValueError(
+                f"WAREHOUSE_SPARK_METHOD must be one of {SPARK_METHODS}, not {self.spark_method!r}"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -132,6 +172,34 @@ class Settings:
             or defaults["query_memory_limit"].default,
             query_threads=int(
                 env.get("WAREHOUSE_QUERY_THREADS") or defaults["query_threads"].default
+            ),
+            engine=(env.get("WAREHOUSE_ENGINE") or defaults["engine"].default).strip().lower(),
+            spark_method=(env.get("WAREHOUSE_SPARK_METHOD") or defaults["spark_method"].default)
+            .strip()
+            .lower(),
+            spark_host=env.get("WAREHOUSE_SPARK_HOST") or defaults["spark_host"].default,
+            spark_port=int(env.get("WAREHOUSE_SPARK_PORT") or defaults["spark_port"].default),
+            spark_user=env.get("WAREHOUSE_SPARK_USER") or defaults["spark_user"].default,
+            spark_auth=env.get("WAREHOUSE_SPARK_AUTH") or defaults["spark_auth"].default,
+            spark_kerberos_service=env.get("WAREHOUSE_SPARK_KERBEROS_SERVICE") or None,
+            spark_connect_retries=int(
+                env.get("WAREHOUSE_SPARK_CONNECT_RETRIES")
+                or defaults["spark_connect_retries"].default
+            ),
+            spark_threads=int(
+                env.get("WAREHOUSE_SPARK_THREADS") or defaults["spark_threads"].default
+            ),
+            spark_master=env.get("WAREHOUSE_SPARK_MASTER") or defaults["spark_master"].default,
+            spark_driver_memory=env.get("WAREHOUSE_SPARK_DRIVER_MEMORY")
+            or defaults["spark_driver_memory"].default,
+            spark_shuffle_partitions=int(
+                env.get("WAREHOUSE_SPARK_SHUFFLE_PARTITIONS")
+                or defaults["spark_shuffle_partitions"].default
+            ),
+            spark_warehouse=(
+                _folder(env, "WAREHOUSE_SPARK_WAREHOUSE_DIR", "")
+                if env.get("WAREHOUSE_SPARK_WAREHOUSE_DIR")
+                else None
             ),
         )
 
@@ -185,6 +253,33 @@ class Settings:
         return self.data_dir / "dbt"
 
     @property
+    def dbt_target(self) -> str:
+        """The target of dbt_project/profiles.yml this engine builds with."""
+        return "spark" if self.engine == "spark" else "build"
+
+    @property
+    def raw_parquet_dir(self) -> Path:
+        """The raw tables and the ledger as Parquet, partitioned by landing file (Spark's
+        sources)."""
+        return self.data_dir / "raw_parquet"
+
+    @property
+    def spark_dir(self) -> Path:
+        """The local Spark's own files: its warehouse (the tables dbt builds), its Derby
+        metastore, the local Thrift server's pid and log."""
+        return self.data_dir / "spark"
+
+    @property
+    def spark_warehouse_dir(self) -> Path:
+        """Where the tables dbt builds on Spark are, as this machine sees them."""
+        return self.spark_warehouse or self.spark_dir / "warehouse"
+
+    @property
+    def dbt_manifest(self) -> Path:
+        """dbt's manifest of the last parse or build (models, columns, descriptions)."""
+        return self.dbt_target_dir / "manifest.json"
+
+    @property
     def logs_dir(self) -> Path:
         return self.data_dir / "logs"
 
@@ -228,6 +323,23 @@ class Settings:
             env["WAREHOUSE_AIRFLOW_PASSWORD"] = self.airflow_password
         if self.airflow_viewer_password:
             env["WAREHOUSE_AIRFLOW_VIEWER_PASSWORD"] = self.airflow_viewer_password
+        env |= {
+            "WAREHOUSE_ENGINE": self.engine,
+            "WAREHOUSE_SPARK_METHOD": self.spark_method,
+            "WAREHOUSE_SPARK_HOST": self.spark_host,
+            "WAREHOUSE_SPARK_PORT": str(self.spark_port),
+            "WAREHOUSE_SPARK_USER": self.spark_user,
+            "WAREHOUSE_SPARK_AUTH": self.spark_auth,
+            "WAREHOUSE_SPARK_CONNECT_RETRIES": str(self.spark_connect_retries),
+            "WAREHOUSE_SPARK_THREADS": str(self.spark_threads),
+            "WAREHOUSE_SPARK_MASTER": self.spark_master,
+            "WAREHOUSE_SPARK_DRIVER_MEMORY": self.spark_driver_memory,
+            "WAREHOUSE_SPARK_SHUFFLE_PARTITIONS": str(self.spark_shuffle_partitions),
+        }
+        if self.spark_kerberos_service:
+            env["WAREHOUSE_SPARK_KERBEROS_SERVICE"] = self.spark_kerberos_service
+        if self.spark_warehouse:
+            env["WAREHOUSE_SPARK_WAREHOUSE_DIR"] = str(self.spark_warehouse)
         return env
 
     def apply(self) -> None:

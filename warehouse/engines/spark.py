@@ -15,9 +15,15 @@ staging models read. Spark writes the marts as Parquet under ``<data>/spark/ware
 :func:`spark_marts` reads them through DuckDB, and :func:`compare_marts` holds them against
 another build's (money to the cent, ratios to 1e-9).
 
-This module reads its settings from the environment itself and imports nothing else of the
-package, so it can move with the package's layout. Run ``python -m warehouse.engines.spark
---help`` for its command line.
+In the pipeline DAG (``WAREHOUSE_ENGINE=spark``) :func:`export_raw` runs after ingestion and
+:func:`load_spark_tables` after dbt: it copies the tables Spark built (the marts and the
+intermediate usage fact) from their Parquet files into the build database, with dbt's
+descriptions from its manifest (dbt-spark persists column comments only for Delta, Hudi and
+Iceberg), so validation and publishing read the Spark-built data exactly as they read
+DuckDB's.
+
+Every function takes the one :class:`~warehouse.settings.Settings`; the command line builds it
+with ``Settings.from_env()``. Run ``python -m warehouse.engines.spark --help``.
 """
 
 from __future__ import annotations
@@ -34,13 +40,13 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import quote
 
 import duckdb
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from warehouse.settings import Settings
 
 # The raw tables Spark reads, each partitioned by the landing file its rows came from, and the
 # ledger the incremental usage model reads (small, and rewritten whole).
@@ -51,38 +57,11 @@ PARTITION_COLUMN = "_source_file"
 # version of its file a partition holds is invisible to both readers.
 MARKER = "_loaded"
 MARTS_SCHEMA = "marts"
+# The schemas whose Spark-built tables the audit reads from the build database: the marts, and
+# the intermediate usage fact the reconciliation holds against raw.
+IMPORTED_SCHEMAS = ("intermediate", MARTS_SCHEMA)
 
 THRIFT_SERVER_CLASS = "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2"
-
-
-# --- settings --------------------------------------------------------------------------------
-
-
-def data_dir() -> Path:
-    """WAREHOUSE_DATA_DIR (default `data`), relative paths against the repository root."""
-    path = Path(os.environ.get("WAREHOUSE_DATA_DIR") or "data")
-    return path if path.is_absolute() else REPO_ROOT / path
-
-
-def engine() -> str:
-    """The engine dbt builds on: WAREHOUSE_ENGINE, `duckdb` (default) or `spark`."""
-    value = (os.environ.get("WAREHOUSE_ENGINE") or "duckdb").strip().lower()
-    if value not in ("duckdb", "spark"):
-        raise ValueError(f"WAREHOUSE_ENGINE must be duckdb or spark, not {value!r}")
-    return value
-
-
-def raw_parquet_dir(data: Path | None = None) -> Path:
-    return (data or data_dir()) / "raw_parquet"
-
-
-def spark_dir(data: Path | None = None) -> Path:
-    """Local Spark's own files: its warehouse (the tables dbt builds) and Derby metastore."""
-    return (data or data_dir()) / "spark"
-
-
-def spark_warehouse_dir(data: Path | None = None) -> Path:
-    return spark_dir(data) / "warehouse"
 
 
 # --- raw tables as Parquet, partitioned by landing file --------------------------------------
@@ -119,7 +98,7 @@ def _replace_dir(new: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def export_raw(build_db: Path | None = None, out: Path | None = None) -> ExportResult:
+def export_raw(settings: Settings, out: Path | None = None) -> ExportResult:
     """Write raw.customers, raw.earnings and raw.usage as Parquet partitioned by landing file,
     and ingest.ledger as one Parquet file, under `out` (default `<data>/raw_parquet`).
 
@@ -128,8 +107,8 @@ def export_raw(build_db: Path | None = None, out: Path | None = None) -> ExportR
     a restated file only that file's partition changes. Opens the build database read-only:
     run it after ingestion, in the writers' queue."""
     started = time.perf_counter()
-    build_db = build_db or data_dir() / "build.duckdb"
-    out = out or raw_parquet_dir()
+    build_db = settings.build_db
+    out = out or settings.raw_parquet_dir
     result = ExportResult()
     con = duckdb.connect(str(build_db), read_only=True)
     try:
@@ -193,14 +172,120 @@ def export_raw(build_db: Path | None = None, out: Path | None = None) -> ExportR
 # --- reading and comparing marts --------------------------------------------------------------
 
 
-def spark_marts(data: Path | None = None) -> dict[str, str]:
-    """The marts Spark built under `<data>/spark/warehouse`, as DuckDB `read_parquet` calls."""
-    marts_dir = spark_warehouse_dir(data) / f"{MARTS_SCHEMA}.db"
+def spark_tables(settings: Settings, schema: str = MARTS_SCHEMA) -> dict[str, str]:
+    """The tables Spark built in `schema` (under its warehouse folder), as DuckDB
+    `read_parquet` calls (a partitioned table's partition column comes back, last, as Spark
+    puts it)."""
+    schema_dir = settings.spark_warehouse_dir / f"{schema}.db"
+    if not schema_dir.is_dir():
+        return {}
     return {
-        table.name: f"read_parquet('{table}/**/*.parquet')"
-        for table in sorted(marts_dir.iterdir())
+        table.name: f"read_parquet('{table}/**/*.parquet', hive_partitioning = true, "
+        "hive_types_autocast = false)"
+        for table in sorted(schema_dir.iterdir())
         if table.is_dir() and any(table.glob("**/*.parquet"))
     }
+
+
+def spark_marts(settings: Settings) -> dict[str, str]:
+    """The marts Spark built, as DuckDB `read_parquet` calls."""
+    return spark_tables(settings, MARTS_SCHEMA)
+
+
+def dbt_descriptions(manifest: Path) -> dict[tuple[str, str], tuple[str, dict[str, str]]]:
+    """(schema, table) -> (the model's description, {column: description}) from dbt's
+    manifest, for models with a description or described columns."""
+    document = json.loads(manifest.read_text())
+    described = {}
+    for node in document.get("nodes", {}).values():
+        if node.get("resource_type") != "model":
+            continue
+        columns = {
+            name: column["description"]
+            for name, column in node.get("columns", {}).items()
+            if column.get("description")
+        }
+        if node.get("description") or columns:
+            table = node.get("alias") or node["name"]
+            described[(node["schema"], table)] = (node.get("description") or "", columns)
+    return described
+
+
+@dataclass
+class ImportResult:
+    tables: dict[str, int] = field(default_factory=dict)  # schema.table -> rows
+    described_columns: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "tables": self.tables,
+            "described_columns": self.described_columns,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def load_spark_tables(settings: Settings) -> ImportResult:
+    """Copy the tables dbt built on Spark (the marts and the intermediate tables, from their
+    Parquet files under Spark's warehouse folder) into the same schemas of the build database,
+    replacing what an earlier build left there, and describe them from dbt's manifest: what
+    validation and publishing read is then the Spark-built data, with its descriptions. Marts
+    Spark did not build are dropped, so nothing stale is published. Runs in the writers'
+    queue (it writes the build database)."""
+    from warehouse.db import connect
+
+    started = time.perf_counter()
+    result = ImportResult()
+    tables = {schema: spark_tables(settings, schema) for schema in IMPORTED_SCHEMAS}
+    if not tables[MARTS_SCHEMA]:
+        raise RuntimeError(
+            f"no marts under {settings.spark_warehouse_dir / (MARTS_SCHEMA + '.db')}: did dbt "
+            "build on Spark, and is Spark's warehouse folder (WAREHOUSE_SPARK_WAREHOUSE_DIR) "
+            "readable here?"
+        )
+    manifest = settings.dbt_manifest
+    descriptions = dbt_descriptions(manifest) if manifest.exists() else {}
+    with connect(settings.build_db, settings) as con:
+        con.execute("begin")
+        for schema, relations in tables.items():
+            con.execute(f'create schema if not exists "{schema}"')
+            existing = dict(
+                con.execute(
+                    "select table_name, table_type from information_schema.tables "
+                    "where table_catalog = current_database() and table_schema = ?",
+                    [schema],
+                ).fetchall()
+            )
+            for name, kind in existing.items():
+                # A DuckDB build's view of the same name, or a mart Spark no longer builds.
+                if kind == "VIEW" and name in relations:
+                    con.execute(f'drop view "{schema}"."{name}"')
+                elif schema == MARTS_SCHEMA and name not in relations:
+                    con.execute(f'drop {"view" if kind == "VIEW" else "table"} marts."{name}"')
+            for name, relation in relations.items():
+                con.execute(f'create or replace table "{schema}"."{name}" as from {relation}')
+                (rows,) = con.execute(f'select count(*) from "{schema}"."{name}"').fetchone()
+                result.tables[f"{schema}.{name}"] = rows
+                comment, columns = descriptions.get((schema, name), ("", {}))
+                if comment:
+                    con.execute(f'comment on table "{schema}"."{name}" is {_sql_string(comment)}')
+                present = {
+                    row[0] for row in con.execute(f'describe "{schema}"."{name}"').fetchall()
+                }
+                for column, text in columns.items():
+                    if column in present:
+                        con.execute(
+                            f'comment on column "{schema}"."{name}"."{column}" is '
+                            f"{_sql_string(text)}"
+                        )
+                        result.described_columns += 1
+        con.execute("commit")
+    result.seconds = time.perf_counter() - started
+    return result
 
 
 def duckdb_marts(build_db: Path) -> dict[str, str]:
@@ -343,20 +428,16 @@ def spark_home() -> Path:
     return Path(pyspark.__file__).resolve().parent
 
 
-def thrift_port() -> int:
-    return int(os.environ.get("WAREHOUSE_SPARK_PORT") or 10000)
+def _pid_file(settings: Settings) -> Path:
+    return settings.spark_dir / "thrift-server.pid"
 
 
-def _pid_file(data: Path) -> Path:
-    return spark_dir(data) / "thrift-server.pid"
-
-
-def thrift_command(data: Path, port: int, host: str = "127.0.0.1") -> list[str]:
+def thrift_command(settings: Settings, host: str = "127.0.0.1") -> list[str]:
     """spark-submit starting HiveThriftServer2 on `host:port`, with the same warehouse folder
     and Derby metastore a `session` build of this data folder uses (one at a time: Derby is
     single-process), sized for one machine."""
     home = spark_home()
-    spark = spark_dir(data)
+    spark = settings.spark_dir
     return [
         str(home / "bin" / "spark-submit"),
         "--class",
@@ -364,19 +445,18 @@ def thrift_command(data: Path, port: int, host: str = "127.0.0.1") -> list[str]:
         "--name",
         "warehouse-thrift-server",
         "--master",
-        os.environ.get("WAREHOUSE_SPARK_MASTER") or "local[2]",
+        settings.spark_master,
         "--driver-memory",
-        os.environ.get("WAREHOUSE_SPARK_DRIVER_MEMORY") or "3g",
+        settings.spark_driver_memory,
         "--conf",
-        f"spark.sql.warehouse.dir={spark / 'warehouse'}",
+        f"spark.sql.warehouse.dir={settings.spark_warehouse_dir}",
         "--conf",
         "spark.hadoop.javax.jdo.option.ConnectionURL="
         f"jdbc:derby:;databaseName={spark / 'metastore_db'};create=true",
         "--conf",
         f"spark.driver.extraJavaOptions=-Dderby.system.home={spark}",
         "--conf",
-        "spark.sql.shuffle.partitions="
-        + (os.environ.get("WAREHOUSE_SPARK_SHUFFLE_PARTITIONS") or "4"),
+        f"spark.sql.shuffle.partitions={settings.spark_shuffle_partitions}",
         "--conf",
         "spark.sql.session.timeZone=UTC",
         "--conf",
@@ -386,7 +466,7 @@ def thrift_command(data: Path, port: int, host: str = "127.0.0.1") -> list[str]:
         "--hiveconf",
         f"hive.server2.thrift.bind.host={host}",
         "--hiveconf",
-        f"hive.server2.thrift.port={port}",
+        f"hive.server2.thrift.port={settings.spark_port}",
         "--hiveconf",
         "hive.server2.transport.mode=binary",
         "spark-internal",
@@ -399,18 +479,15 @@ def _port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def thrift_start(
-    data: Path | None = None, port: int | None = None, timeout: float = 240
-) -> tuple[int, float]:
-    """Start the Thrift server in its own session (so it can be stopped as a group) and wait
-    until it accepts connections. Returns its pid and the seconds it took to start. The log
-    goes to `<data>/spark/thrift-server.log`."""
-    data = data or data_dir()
-    port = port or thrift_port()
+def thrift_start(settings: Settings, timeout: float = 240) -> tuple[int, float]:
+    """Start the Thrift server on 127.0.0.1 at the settings' Spark port, in its own session
+    (so it can be stopped as a group), and wait until it accepts connections. Returns its pid
+    and the seconds it took to start. The log goes to `<data>/spark/thrift-server.log`."""
+    port = settings.spark_port
     host = "127.0.0.1"
     if _port_open(host, port):
         raise RuntimeError(f"port {port} is already in use; set WAREHOUSE_SPARK_PORT")
-    spark = spark_dir(data)
+    spark = settings.spark_dir
     spark.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
@@ -421,7 +498,7 @@ def thrift_start(
     started = time.perf_counter()
     with open(spark / "thrift-server.log", "ab") as log:
         process = subprocess.Popen(
-            thrift_command(data, port, host),
+            thrift_command(settings, host),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -429,7 +506,7 @@ def thrift_start(
             env=env,
             start_new_session=True,
         )
-    _pid_file(data).write_text(str(process.pid))
+    _pid_file(settings).write_text(str(process.pid))
     while time.perf_counter() - started < timeout:
         if process.poll() is not None:
             raise RuntimeError(
@@ -439,14 +516,14 @@ def thrift_start(
         if _port_open(host, port):
             return process.pid, time.perf_counter() - started
         time.sleep(0.5)
-    thrift_stop(data)
+    thrift_stop(settings)
     raise RuntimeError(f"the Thrift server did not listen on {port} in {timeout:.0f} s")
 
 
-def thrift_stop(data: Path | None = None, timeout: float = 60) -> bool:
+def thrift_stop(settings: Settings, timeout: float = 60) -> bool:
     """Stop the Thrift server `thrift_start` started for this data folder (its process group,
     SIGTERM then SIGKILL). Returns False when none was running."""
-    pid_file = _pid_file(data or data_dir())
+    pid_file = _pid_file(settings)
     if not pid_file.exists():
         return False
     pid = int(pid_file.read_text())
@@ -477,6 +554,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m warehouse.engines.spark", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("export-raw", help="write the raw tables as Parquet for Spark")
+    commands.add_parser(
+        "load-marts", help="copy the marts Spark built into the build database, described"
+    )
     start = commands.add_parser("thrift-start", help="start a local Spark Thrift server")
     start.add_argument("--port", type=int, default=None)
     commands.add_parser("thrift-stop", help="stop the Thrift server thrift-start started")
@@ -484,17 +564,22 @@ def main(argv: list[str] | None = None) -> int:
     compare.add_argument("--duckdb", type=Path, required=True, help="a build.duckdb")
     compare.add_argument("--spark-data", type=Path, required=True, help="Spark's data folder")
     args = parser.parse_args(argv)
+    settings = Settings.from_env()
     if args.command == "export-raw":
-        print(json.dumps(export_raw().as_dict()))
+        print(json.dumps(export_raw(settings).as_dict()))
+    elif args.command == "load-marts":
+        print(json.dumps(load_spark_tables(settings).as_dict()))
     elif args.command == "thrift-start":
-        pid, seconds = thrift_start(port=args.port)
-        print(json.dumps({"pid": pid, "port": args.port or thrift_port(), "seconds": seconds}))
+        if args.port:
+            settings = replace(settings, spark_port=args.port)
+        pid, seconds = thrift_start(settings)
+        print(json.dumps({"pid": pid, "port": settings.spark_port, "seconds": seconds}))
     elif args.command == "thrift-stop":
-        print(json.dumps({"stopped": thrift_stop()}))
+        print(json.dumps({"stopped": thrift_stop(settings)}))
     elif args.command == "compare":
         results = compare_marts(
             duckdb_marts(args.duckdb),
-            spark_marts(args.spark_data),
+            spark_marts(settings.with_folders(data_dir=args.spark_data)),
             attach={"build": args.duckdb},
         )
         for result in results:

@@ -12,7 +12,6 @@ from warehouse.settings import DBT_PROJECT_DIR, Settings
 
 PROFILES_YML = DBT_PROJECT_DIR / "profiles.yml"
 PROFILE_NAME = "ai_revenue"
-TARGET_NAME = "build"
 
 
 def dbt_env(settings: Settings) -> dict[str, str]:
