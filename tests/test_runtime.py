@@ -135,7 +135,7 @@ def test_a_task_that_stops_while_dbt_runs_stops_dbt(tmp_path, monkeypatch):
         project_dir=dbt.DBT_PROJECT_DIR,
         profile_config=__import__("cosmos").ProfileConfig(
             profile_name=dbt.PROFILE_NAME,
-            target_name=dbt.TARGET_NAME,
+            target_name=Settings.from_env({}).dbt_target,
             profiles_yml_filepath=dbt.PROFILES_YML,
         ),
     )
