@@ -133,3 +133,22 @@ def stack_home():
     yield home
     services.stop(home)
     shutil.rmtree(home, ignore_errors=True)
+
+
+def assert_marts_equal_the_floor(settings: Settings, tmp_path: Path) -> None:
+    """The published contract marts equal the floor's (an independent recomputation of the
+    landing folder), row for row."""
+    import duckdb
+
+    from warehouse.audit.floor import run_floor
+
+    floor = run_floor(settings_for(settings.landing_dir, tmp_path / "floor"))
+    with duckdb.connect(str(settings.published_db), read_only=True) as published:
+        published.execute("attach ? as floor (read_only)", [str(floor)])
+        for mart in CONTRACT_MARTS:
+            differing = published.execute(
+                f"select count(*) from ((select * from marts.{mart} except all "
+                f"select * from floor.{mart}) union all (select * from floor.{mart} "
+                f"except all select * from marts.{mart}))"
+            ).fetchone()[0]
+            assert differing == 0, mart

@@ -16,8 +16,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.conftest import REPO, published_files, run_pipeline, settings_for
-from warehouse.audit.floor import CONTRACT_MARTS, run_floor
+from tests.conftest import REPO, assert_marts_equal_the_floor, published_files, run_pipeline
 from warehouse.ingest import scan_file
 from warehouse.settings import Settings
 from warehouse.transform.dbt import dbt_command, dbt_env
@@ -82,16 +81,7 @@ def assert_rerun_equals_the_floor(settings: Settings, tmp_path: Path) -> None:
     assert rerun.succeeded, rerun.failed_tasks
     in_files = sum(scan_file(p).rows_in_file for p in (landing / "spend").glob("*.csv"))
     assert assert_build_db_opens(data_dir) == in_files  # no row twice, none lost
-    floor = run_floor(settings_for(landing, tmp_path / "floor"))
-    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as published:
-        published.execute("attach ? as floor (read_only)", [str(floor)])
-        for mart in CONTRACT_MARTS:
-            differing = published.execute(
-                f"select count(*) from ((select * from marts.{mart} except all "
-                f"select * from floor.{mart}) union all (select * from floor.{mart} "
-                f"except all select * from marts.{mart}))"
-            ).fetchone()[0]
-            assert differing == 0, mart
+    assert_marts_equal_the_floor(settings, tmp_path)
     assert [p.name for p in data_dir.rglob("*") if ".tmp-" in p.name] == []
 
 

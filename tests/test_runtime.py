@@ -22,7 +22,7 @@ import duckdb
 import psutil
 import pytest
 
-from tests.conftest import REPO, free_ports, settings_for
+from tests.conftest import REPO, assert_marts_equal_the_floor, free_ports, settings_for
 from warehouse.runtime.lock import LockHeldError, hold_data_lock, read_holder
 from warehouse.settings import Settings
 
@@ -530,21 +530,6 @@ def dbt_processes(data_dir: Path) -> list[psutil.Process]:
         for p in processes_using(data_dir)
         if any(Path(part).name == "dbt" for part in p.cmdline()[:3])
     ]
-
-
-def assert_marts_equal_the_floor(settings: Settings, tmp_path: Path) -> None:
-    from warehouse.audit.floor import CONTRACT_MARTS, run_floor
-
-    floor = run_floor(settings_for(settings.landing_dir, tmp_path / "floor"))
-    with duckdb.connect(str(settings.published_db), read_only=True) as published:
-        published.execute("attach ? as floor (read_only)", [str(floor)])
-        for mart in CONTRACT_MARTS:
-            differing = published.execute(
-                f"select count(*) from ((select * from marts.{mart} except all "
-                f"select * from floor.{mart}) union all (select * from floor.{mart} "
-                f"except all select * from marts.{mart}))"
-            ).fetchone()[0]
-            assert differing == 0, mart
 
 
 @pytest.mark.slow
