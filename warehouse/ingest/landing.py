@@ -18,11 +18,14 @@ from datetime import date
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
+
 from warehouse.ingest.sources import CSV_SUFFIXES, FILE_MONTH, SOURCES, USAGE, Source
 
 _CHUNK = 1 << 20
 # A line that starts with something other than a line break is a record (blank lines are not).
 _RECORD_START = re.compile(rb"\n[^\r\n]")
+_LF = ord("\n")
 
 
 @dataclass
@@ -154,11 +157,23 @@ def scan_file(path: Path) -> FileFacts:
         carry = b""
         if data.endswith(b"\r"):
             data, carry = data[:-1], b"\r"
-        pairs = data.count(b"\r\n")
-        crlf += pairs
-        lf += data.count(b"\n") - pairs
-        cr += data.count(b"\r") - pairs
-        records += len(_RECORD_START.findall(previous + data))
+        after_break = previous == b"\n"
+        is_break = np.frombuffer(data, np.uint8) == _LF
+        if b"\r" not in data and not (
+            (after_break and data.startswith(b"\n")) or (is_break[1:] & is_break[:-1]).any()
+        ):
+            # The common case, LF only and no blank line, needs no pattern search: every line
+            # break but a trailing one starts a record.
+            breaks = int(np.count_nonzero(is_break))
+            lf += breaks
+            ends_with_break = data.endswith(b"\n") if data else after_break
+            records += breaks + after_break - ends_with_break
+        else:
+            pairs = data.count(b"\r\n")
+            crlf += pairs
+            lf += data.count(b"\n") - pairs
+            cr += data.count(b"\r") - pairs
+            records += len(_RECORD_START.findall(previous + data))
         previous = data[-1:] or previous
     cr += len(carry)
     last = carry or previous

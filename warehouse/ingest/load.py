@@ -32,22 +32,17 @@ import os
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import NoReturn
 
 import duckdb
 
-from warehouse.db import connect, storage_error
 from warehouse.ingest.landing import (
     FileFacts,
-    Inventory,
     display_path,
     file_month,
     open_bytes,
     scan_file,
-    take_inventory,
 )
 from warehouse.ingest.sources import DECIMAL, EXACT_TYPES, IDENTIFIER, SOURCES, Source
-from warehouse.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +62,9 @@ create table if not exists ingest.ledger (
     loaded_at timestamptz not null default current_timestamp
 );
 alter table ingest.ledger add column if not exists rows_quarantined bigint default 0;
+-- The file's size, times and inode when it was loaded: a file whose stat is unchanged is not
+-- read again (a rewrite changes its ctime, which no program can set back).
+alter table ingest.ledger add column if not exists stat_key varchar;
 create table if not exists ingest.refused_files (
     source varchar not null,
     file_path varchar not null,
@@ -265,6 +263,58 @@ def _conversion(name: str, type_: str) -> tuple[str, list[str]]:
     ]
 
 
+def clean_sql(source: Source, columns: list[str]) -> str:
+    """SQL true for a parsed row (its fields as text) whose values in `columns` are exactly of
+    their types and allowed: what `_checked_sql` would give no type reason, found without
+    finding reasons.
+
+    A sufficient condition built from the same patterns, cheap enough for every row of a large
+    load; a row it does not pass goes to `_checked_sql`, which says why.
+    """
+    conditions = []
+    for name in columns:
+        type_, text = source.columns[name], f'"{name}"'
+        if name in source.identifiers:
+            exact = f"regexp_full_match({text}, '{IDENTIFIER[0]}')"
+        elif name in source.accepted:
+            listed = ", ".join(f"'{v}'" for v in source.accepted[name])
+            exact = f"{text} in ({listed})"
+        elif type_ == "VARCHAR":
+            # Not blank, and no control character (the class of _CONTROL, negated).
+            exact = f"trim({text}) <> '' and regexp_full_match({text}, '[^{_CONTROL[1:-1]}]*')"
+        elif decimal := DECIMAL.fullmatch(type_):
+            whole, scale = int(decimal[1]) - int(decimal[2]), int(decimal[2])
+            exact = f"regexp_full_match({text}, '-?[0-9]{{1,{whole}}}(\\.[0-9]{{1,{scale}}})?')"
+        else:
+            pattern = EXACT_TYPES[type_][0]
+            value = _conversion(name, type_)[0]
+            exact = f"regexp_full_match({text}, '{pattern}') and {value} is not null"
+        conditions.append(exact if name in source.required else f"{text} is null or ({exact})")
+    return " and ".join(f"({condition})" for condition in conditions)
+
+
+def clean_values_sql(source: Source) -> str:
+    """The select list of a clean row's typed values, by column name: a clean row's text is
+    its value (never blank), cast when the column is not text (`try_cast`: a filter on the
+    values may be evaluated before the one on the text)."""
+    return ", ".join(
+        f'"{name}" as {name}' if type_ == "VARCHAR" else f'try_cast("{name}" as {type_}) as {name}'
+        for name, type_ in source.columns.items()
+    )
+
+
+def rules_hold_sql(source: Source, file_month: str) -> str:
+    """SQL true for a row of typed values that breaks none of the source's row rules, with
+    `file_month` the SQL of the month named in its file's name."""
+    return (
+        " and ".join(
+            f"not coalesce({rule.violated_when.replace('$file_month', file_month)}, false)"
+            for rule in source.rules
+        )
+        or "true"
+    )
+
+
 def _checked_sql(source: Source) -> str:
     """Parsed rows with their typed values, `_reason` (the first intrinsic rule the row breaks,
     or NULL) and `_hold` (for a row without `_reason`: the first rule about other data it
@@ -372,13 +422,32 @@ def _locate_lines(
     return found
 
 
-def _current(con: duckdb.DuckDBPyConnection, source: Source) -> dict[str, str]:
-    """The source's files the build database holds now (not retracted): path -> sha256."""
+@dataclass(frozen=True)
+class Known:
+    """A file as the ledger knows it: its content's hash, its stat then, its records."""
+
+    sha256: str
+    stat_key: str | None
+    rows_in_file: int
+
+
+def stat_key(stat: os.stat_result) -> str:
+    """What a file's stat says of its content: size, modification and change times, inode."""
+    return f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}:{stat.st_dev}:{stat.st_ino}"
+
+
+def current_files(con: duckdb.DuckDBPyConnection, source: Source) -> dict[str, Known]:
+    """The source's files the build database holds now (not retracted), by path."""
     rows = con.execute(
-        f"select file_path, sha256, action from ({CURRENT_FILES_SQL}) where source = ?",
+        f"select file_path, sha256, stat_key, rows_in_file, action from ({CURRENT_FILES_SQL}) "
+        "where source = ?",
         [source.name],
     ).fetchall()
-    return {path: sha for path, sha, action in rows if action != "retracted"}
+    return {
+        path: Known(sha, key, rows)
+        for path, sha, key, rows, action in rows
+        if action != "retracted"
+    }
 
 
 def retract_missing(
@@ -387,7 +456,7 @@ def retract_missing(
     """Remove the rows of every file of the source that is no longer in the landing folder,
     unless other loaded rows depend on them (customers.csv deleted while usage is loaded)."""
     results, refusals = [], []
-    for path, sha in sorted(_current(con, source).items()):
+    for path, known in sorted(current_files(con, source).items()):
         if path in present:
             continue
         if dependents := _dependents(con, source, path, kept="select null where false"):
@@ -401,7 +470,7 @@ def retract_missing(
                 "insert into ingest.ledger (source, file_path, sha256, size_bytes, rows_in_file, "
                 "rows_loaded, rows_rejected, rows_quarantined, action, run_id) "
                 "values (?, ?, ?, 0, 0, 0, 0, 0, 'retracted', ?)",
-                [source.name, path, sha, run_id],
+                [source.name, path, known.sha256, run_id],
             )
             con.execute("commit")
         except BaseException:
@@ -435,6 +504,48 @@ def _file_tables(source: Source) -> list[tuple[str, str]]:
     return tables
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """A new or changed file that passed every check made before its rows are read."""
+
+    path: Path
+    display: str
+    before: os.stat_result  # its stat before it was read: a change since means still written
+    facts: FileFacts
+    action: str  # added | replaced
+
+
+def examine_file(
+    source: Source, landing: Path, path: Path, current: dict[str, Known]
+) -> FileResult | Candidate:
+    """The file as the ledger sees it: unchanged (its stat, or else its hash, is the loaded
+    one's), or a candidate to load; a file that cannot be loaded is refused."""
+    display = display_path(path, landing)
+    target = path.resolve()
+    if not target.is_relative_to(landing.resolve()):
+        raise FileRefusedError(display, f"a link to {target}, outside the landing folder")
+    before = os.stat(path)
+    known = current.get(display)
+    if known and known.stat_key == stat_key(before):
+        return FileResult(display, "unchanged", known.rows_in_file)
+    facts = scan_file(path)
+    if known and known.sha256 == facts.sha256:
+        return FileResult(display, "unchanged", facts.rows_in_file)
+    if problem := facts.line_break_problem():
+        raise FileRefusedError(display, problem)
+    twin = next(
+        (p for p, other in current.items() if other.sha256 == facts.sha256 and p != display), None
+    )
+    if facts.rows_in_file and twin:
+        raise FileRefusedError(
+            display, f"the same content as {twin}, already loaded (delivered twice?)"
+        )
+    header_problem = describe_header(read_header(path, display), source.header)
+    if header_problem:
+        raise FileRefusedError(display, header_problem)
+    return Candidate(path, display, before, facts, "replaced" if known else "added")
+
+
 def load_file(
     con: duckdb.DuckDBPyConnection,
     source: Source,
@@ -443,27 +554,23 @@ def load_file(
     run_id: str,
 ) -> FileResult:
     """Load one file in one transaction, or skip it when its content is already loaded."""
-    display = display_path(path, landing)
-    target = path.resolve()
-    if not target.is_relative_to(landing.resolve()):
-        raise FileRefusedError(display, f"a link to {target}, outside the landing folder")
-    before = os.stat(path)
-    facts = scan_file(path)
-    current = _current(con, source)
-    if current.get(display) == facts.sha256:
-        return FileResult(display, "unchanged", facts.rows_in_file)
-    if problem := facts.line_break_problem():
-        raise FileRefusedError(display, problem)
-    twin = next((p for p, sha in current.items() if sha == facts.sha256 and p != display), None)
-    if facts.rows_in_file and twin:
-        raise FileRefusedError(
-            display, f"the same content as {twin}, already loaded (delivered twice?)"
-        )
-    header_problem = describe_header(read_header(path, display), source.header)
-    if header_problem:
-        raise FileRefusedError(display, header_problem)
+    examined = examine_file(source, landing, path, current_files(con, source))
+    if isinstance(examined, FileResult):
+        return examined
+    return load_candidate(con, source, examined, run_id)
 
-    action = "replaced" if display in current else "added"
+
+def load_candidate(
+    con: duckdb.DuckDBPyConnection, source: Source, candidate: Candidate, run_id: str
+) -> FileResult:
+    """Load one examined file in one transaction, with a reason and line for each row not
+    loaded."""
+    path, display, before, action = (
+        candidate.path,
+        candidate.display,
+        candidate.before,
+        candidate.action,
+    )
     params = {"file": display, "file_month": file_month(path) if source.monthly else None}
     checked = _checked_sql(source)
     try:
@@ -484,7 +591,7 @@ def load_file(
             {name: value for name, value in params.items() if f"${name}" in checked},
         )
         try:
-            counts = _replace_file_rows(con, source, path, display, facts, action, run_id)
+            counts = _replace_file_rows(con, source, candidate, run_id)
         except FileRefusedError:
             if _changed_since(path, before):  # the miscount is the producer's write
                 raise FileRefusedError(display, STILL_WRITTEN) from None
@@ -505,22 +612,17 @@ def load_file(
         rejected,
     )
     return FileResult(
-        display, action, facts.rows_in_file, loaded, rejected + quarantined, quarantined
+        display, action, candidate.facts.rows_in_file, loaded, rejected + quarantined, quarantined
     )
 
 
 def _replace_file_rows(
-    con: duckdb.DuckDBPyConnection,
-    source: Source,
-    path: Path,
-    display: str,
-    facts: FileFacts,
-    action: str,
-    run_id: str,
+    con: duckdb.DuckDBPyConnection, source: Source, candidate: Candidate, run_id: str
 ) -> tuple[int, int, int]:
     """In one transaction (left open for the caller to commit), swap the file's old rows,
     quarantined rows and rejects for the checked ones and write its ledger entry; returns
     (rows loaded, quarantined, rejected)."""
+    path, display, facts = candidate.path, candidate.display, candidate.facts
     columns = ", ".join(source.columns)
     quarantine = quarantine_table(source)
     con.execute("begin transaction")
@@ -593,7 +695,7 @@ def _replace_file_rows(
                 f"quarantined and {total_rejected} rejected (a quoted field spanning lines is "
                 "not supported)",
             )
-        _write_ledger(con, source, display, facts, action, run_id)
+        _write_ledger(con, source, candidate, run_id)
     except BaseException:
         _rollback(con)
         raise
@@ -601,31 +703,27 @@ def _replace_file_rows(
 
 
 def _write_ledger(
-    con: duckdb.DuckDBPyConnection,
-    source: Source,
-    display: str,
-    facts: FileFacts,
-    action: str,
-    run_id: str,
+    con: duckdb.DuckDBPyConnection, source: Source, candidate: Candidate, run_id: str
 ) -> None:
     """The file's ledger entry, with its counts as the tables hold them now."""
     quarantine = quarantine_table(source)
     held = f"(select count(*) from {quarantine} where _source_file = $file)" if quarantine else "0"
     con.execute(
         "insert into ingest.ledger (source, file_path, sha256, size_bytes, rows_in_file, "
-        "rows_loaded, rows_rejected, rows_quarantined, action, run_id) "
+        "rows_loaded, rows_rejected, rows_quarantined, action, run_id, stat_key) "
         f"select $source, $file, $sha, $size, $rows, "
         f"(select count(*) from raw.{source.table} where _source_file = $file), "
         f"(select count(*) from ingest.rejects where file_path = $file) + {held}, {held}, "
-        "$action, $run_id",
+        "$action, $run_id, $stat_key",
         {
             "source": source.name,
-            "file": display,
-            "sha": facts.sha256,
-            "size": facts.size_bytes,
-            "rows": facts.rows_in_file,
-            "action": action,
+            "file": candidate.display,
+            "sha": candidate.facts.sha256,
+            "size": candidate.facts.size_bytes,
+            "rows": candidate.facts.rows_in_file,
+            "action": candidate.action,
             "run_id": run_id,
+            "stat_key": stat_key(candidate.before),
         },
     )
 
@@ -736,19 +834,19 @@ def reevaluate(con: duckdb.DuckDBPyConnection, source: Source, run_id: str) -> l
             "and j._now <> j._reason"
         )
         for path in changed:
-            sha, size, rows = con.execute(
-                f"select sha256, size_bytes, rows_in_file from ({CURRENT_FILES_SQL}) "
+            sha, size, rows, key = con.execute(
+                f"select sha256, size_bytes, rows_in_file, stat_key from ({CURRENT_FILES_SQL}) "
                 "where file_path = ?",
                 [path],
             ).fetchone()
             quarantined_sql = f"(select count(*) from {quarantine} where _source_file = $file)"
             con.execute(
                 "insert into ingest.ledger (source, file_path, sha256, size_bytes, rows_in_file, "
-                "rows_loaded, rows_rejected, rows_quarantined, action, run_id) "
+                "rows_loaded, rows_rejected, rows_quarantined, action, run_id, stat_key) "
                 f"select $source, $file, $sha, $size, $rows, "
                 f"(select count(*) from raw.{source.table} where _source_file = $file), "
                 f"(select count(*) from ingest.rejects where file_path = $file) + "
-                f"{quarantined_sql}, {quarantined_sql}, 're-evaluated', $run_id",
+                f"{quarantined_sql}, {quarantined_sql}, 're-evaluated', $run_id, $stat_key",
                 {
                     "source": source.name,
                     "file": path,
@@ -756,6 +854,7 @@ def reevaluate(con: duckdb.DuckDBPyConnection, source: Source, run_id: str) -> l
                     "size": size,
                     "rows": rows,
                     "run_id": run_id,
+                    "stat_key": key,
                 },
             )
             loaded, rejected, held = con.execute(
@@ -772,85 +871,9 @@ def reevaluate(con: duckdb.DuckDBPyConnection, source: Source, run_id: str) -> l
     return results
 
 
-def _record_ignored(con: duckdb.DuckDBPyConnection, inventory: Inventory, run_id: str) -> None:
-    """The files the landing folder holds that no source reads, each with why (current state)."""
-    con.execute("begin transaction")
-    con.execute("delete from ingest.ignored_files")
-    if inventory.ignored:
-        con.executemany(
-            "insert into ingest.ignored_files values (?, ?, ?)",
-            [(path, why, run_id) for path, why in inventory.ignored],
-        )
-    con.execute("commit")
-
-
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:
     """Roll back after an error. A commit that failed (disk full) has already ended the
     transaction: the error to report is the commit's, not "cannot rollback - no transaction is
     active", so a failing rollback is silent."""
     with contextlib.suppress(duckdb.Error):
         con.execute("rollback")
-
-
-def _raise_storage_error(error: BaseException, settings: Settings, doing: str) -> NoReturn:
-    """Re-raise a disk-full, permission or corruption error as one line naming its cause."""
-    path = Path(error.filename) if isinstance(error, OSError) and error.filename else None
-    described = storage_error(error, path or settings.build_db, doing)
-    if described is None:
-        raise error
-    raise described from error
-
-
-def ingest_source(name: str, run_id: str, settings: Settings) -> SourceResult:
-    """Make the source's raw table equal what the landing folder says now: retract vanished
-    files, load new and changed ones, re-evaluate the quarantine. Refused files are reported
-    (and the error raised) after everything else is done."""
-    source = SOURCES[name]
-    landing = settings.landing_dir
-    inventory = take_inventory(landing)
-    files = inventory.files[name]
-    result = SourceResult(name)
-    refusals = [
-        FileRefusedError(display_path(path, landing), why)
-        for path, why in inventory.refused.get(name, [])
-    ]
-    with connect(settings.build_db, settings) as con:
-        try:
-            ensure_schema(con)
-            _record_ignored(con, inventory, run_id)
-            present = {display_path(path, landing) for path in files}
-            present |= {refusal.file_path for refusal in refusals}  # refused now, kept as loaded
-            retracted, kept = retract_missing(con, source, present, run_id)
-        except (duckdb.Error, OSError) as error:
-            _raise_storage_error(error, settings, f"retracting vanished {name} files")
-        result.files += retracted
-        refusals += kept
-        for path in files:
-            try:
-                result.files.append(load_file(con, source, landing, path, run_id))
-            except FileRefusedError as refusal:
-                refusals.append(refusal)
-            except UNREADABLE as error:
-                # A file that cannot be decoded is that file's problem, said in one line; it
-                # never stops the other files. (A full disk is not: it stops the run.)
-                problem = f"not readable ({type(error).__name__}: {error})".splitlines()[0]
-                refusals.append(FileRefusedError(display_path(path, landing), problem))
-            except (duckdb.Error, OSError) as error:
-                # Disk full, permission denied, a corrupt database: one line naming the cause.
-                _raise_storage_error(error, settings, f"loading {path}")
-        try:
-            result.files += reevaluate(con, source, run_id)
-        except (duckdb.Error, OSError) as error:
-            _raise_storage_error(error, settings, f"re-evaluating the {name} quarantine")
-        for refusal in refusals:
-            log.error("%s", refusal)
-            # Recorded apart from the data, so `warehouse summary` can say what was refused.
-            con.execute(
-                "insert into ingest.refused_files (source, file_path, problem, run_id) "
-                "values (?, ?, ?, ?)",
-                [name, refusal.file_path, refusal.problem, run_id],
-            )
-            result.refused.append(refusal.file_path)
-    if refusals:
-        raise SourceRefusedError(name, refusals)
-    return result

@@ -1,0 +1,269 @@
+"""The fast path of ingestion (warehouse/ingest/batch.py) gives exactly what the per-file path
+gives: the clean files of a run load together, the others are judged row by row, and nothing
+in raw, the ledger, the rejects, the quarantine or the file totals tells the two apart.
+
+Also here: what makes the fast path cheap must not change an answer. A file whose stat is
+unchanged is not read again, a rewritten one is; the record count's shortcut for plain LF files
+agrees with the pattern search; and the row check that skips reasons passes no row the
+reasons would reject."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.conftest import SEEDS, settings_for
+from warehouse.ingest import SourceRefusedError, batch, ingest_source, landing, load
+from warehouse.ingest.sources import SOURCES, USAGE
+from warehouse.settings import Settings
+
+HEADER = "usage_date,customer_id,product_line,model,tokens,amount_usd\n"
+
+# What the tables hold, without what differs between any two runs (times).
+STATE = {
+    "raw.usage": "select * exclude (_run_id) from raw.usage",
+    "ledger": "select * exclude (loaded_at, run_id, stat_key) from ingest.ledger",
+    "rejects": "select * exclude (run_id) from ingest.rejects",
+    "quarantine": "select * exclude (_run_id) from ingest.usage_quarantine",
+    "file_totals": "select * from ingest.file_totals",
+    "refused": "select source, file_path, problem from ingest.refused_files",
+}
+
+
+def ingest_all(settings: Settings, run_id: str) -> dict[str, str]:
+    refused = {}
+    for name in ("customers", "earnings", "usage"):
+        try:
+            ingest_source(name, run_id, settings)
+        except SourceRefusedError as error:
+            refused |= {r.file_path: r.problem for r in error.refusals}
+    return refused
+
+
+def state(settings: Settings) -> dict[str, list[tuple]]:
+    with duckdb.connect(str(settings.build_db), read_only=True) as con:
+        return {name: sorted(con.execute(sql).fetchall(), key=repr) for name, sql in STATE.items()}
+
+
+def mixed_landing(folder: Path) -> Path:
+    """The seed customers and earnings; clean usage months; a month with a bad row, a
+    repeated key, an unknown customer, a reader reject; two files of one month."""
+    (folder / "spend").mkdir(parents=True)
+    for name in ("customers.csv", "earnings.csv"):
+        shutil.copy(SEEDS / name, folder / name)
+    rows = {
+        "usage_2024_01.csv": ["2024-01-0{d},cus_tiktok,azure_openai,gpt-4o,{d}00,{d}.50"],
+        "usage_2024_02.csv": ["2024-02-0{d},cus_walmart,copilot,gpt-4o,{d},0.{d}"],
+        "usage_2024_03.csv": ["2024-03-0{d},cus_intuit,azure_openai,gpt-4o,1,1e{d}"],  # bad
+        "usage_2024_04.csv": ["2024-04-01,cus_g42,azure_openai,gpt-4o,1,1.00"],  # repeats
+        "usage_2024_05.csv": ["2024-05-0{d},cus_nobody,azure_openai,gpt-4o,1,1.00"],  # held
+        "usage_2024_06.csv": ["2024-06-0{d},cus_tiktok,azure_openai,gpt-4o,1,1.00,extra"],
+        "usage_2024_07.csv": ["2024-07-0{d},cus_tiktok,azure_openai,gpt-4o,1,1.00"],
+        "usage_2024_07_v2.csv": ["2024-07-0{d},cus_tiktok,azure_openai,gpt-4o,2,2.00"],
+        "usage_2024_08.csv": ["2024-08-0{d},cus_tiktok,azure_openai,  ,1,1.00"],  # blank
+    }
+    for name, templates in rows.items():
+        lines = [t.format(d=d) for t in templates for d in range(1, 4)]
+        (folder / "spend" / name).write_text(HEADER + "\n".join(lines) + "\n")
+    return folder
+
+
+def test_the_fast_path_gives_what_the_per_file_path_gives(tmp_path, monkeypatch):
+    landing_dir = mixed_landing(tmp_path / "landing")
+    fast = settings_for(landing_dir, tmp_path / "fast")
+    slow = settings_for(landing_dir, tmp_path / "slow")
+
+    loaded_one_by_one: list[str] = []
+    real = load.load_candidate
+
+    def spy(con, source, candidate, run_id):
+        loaded_one_by_one.append(candidate.display)
+        return real(con, source, candidate, run_id)
+
+    monkeypatch.setattr(load, "load_candidate", spy)
+    refused_fast = ingest_all(fast, "run")
+    usage_one_by_one = sorted(p for p in loaded_one_by_one if p.startswith("spend/"))
+    monkeypatch.setattr(batch, "can_batch", lambda source: False)
+    monkeypatch.setattr("warehouse.ingest.ingest.can_batch", lambda source: False)
+    refused_slow = ingest_all(slow, "run")
+
+    # The clean months loaded together; every other file was judged row by row.
+    assert usage_one_by_one == [
+        "spend/usage_2024_03.csv",
+        "spend/usage_2024_04.csv",
+        "spend/usage_2024_05.csv",
+        "spend/usage_2024_06.csv",
+        "spend/usage_2024_07.csv",
+        "spend/usage_2024_07_v2.csv",
+        "spend/usage_2024_08.csv",
+    ]
+    assert refused_fast == refused_slow
+    fast_state, slow_state = state(fast), state(slow)
+    for table in STATE:
+        assert fast_state[table] == slow_state[table], table
+    assert {r[0] for r in fast_state["rejects"]} == {"usage"}  # the bad rows were found
+    assert fast_state["quarantine"]  # and the held ones
+
+
+def test_a_file_whose_stat_is_unchanged_is_not_read_again_and_a_rewritten_one_is(
+    tmp_path, monkeypatch
+):
+    settings = settings_for(mixed_landing(tmp_path / "landing"), tmp_path / "data")
+    ingest_all(settings, "first")
+    scanned: list[str] = []
+    real = load.scan_file
+    monkeypatch.setattr(load, "scan_file", lambda path: scanned.append(path.name) or real(path))
+
+    ingest_all(settings, "second")
+    assert scanned == []  # not one byte of an unchanged file hashed again
+
+    # The same bytes written again: a new ctime, so it is read, found unchanged by its hash.
+    clean = settings.landing_dir / "spend" / "usage_2024_01.csv"
+    clean.write_bytes(clean.read_bytes())
+    ingest_all(settings, "third")
+    assert scanned == ["usage_2024_01.csv"]
+    with duckdb.connect(str(settings.build_db), read_only=True) as con:
+        actions = con.execute(
+            "select action from ingest.ledger where file_path = 'spend/usage_2024_01.csv'"
+        ).fetchall()
+    assert actions == [("added",)]
+
+    # Different bytes of the same size, with the old modification time put back: still read.
+    text = clean.read_text()
+    stat = os.stat(clean)
+    clean.write_text(text.replace("cus_tiktok", "cus_walmart", 1)[: len(text)])
+    os.utime(clean, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert os.stat(clean).st_size == stat.st_size
+    ingest_all(settings, "fourth")
+    with duckdb.connect(str(settings.build_db), read_only=True) as con:
+        customers = con.execute(
+            "select distinct customer_id from raw.usage "
+            "where _source_file = 'spend/usage_2024_01.csv' order by 1"
+        ).fetchall()
+    assert customers == [("cus_tiktok",), ("cus_walmart",)]
+
+
+def _records_by_pattern(data: bytes) -> tuple[int, int, int, int]:
+    """The record count and line breaks as the pattern search counts them, in one piece."""
+    crlf = data.count(b"\r\n")
+    return (
+        max(len(landing._RECORD_START.findall(b"\n" + data)) - 1, 0),
+        crlf,
+        data.count(b"\n") - crlf,
+        data.count(b"\r") - crlf,
+    )
+
+
+def test_the_record_count_shortcut_agrees_with_the_pattern_search(tmp_path, monkeypatch):
+    monkeypatch.setattr(landing, "_CHUNK", 7)  # chunk edges fall everywhere
+    rng = random.Random(15)
+    path = tmp_path / "f.csv"
+    for _ in range(400):
+        alphabet = rng.choice([b"ab\n", b"ab\n\n", b"ab\r\n", b"a\r", b"abc,\n"])
+        data = bytes(rng.choice(alphabet) for _ in range(rng.randrange(0, 60)))
+        path.write_bytes(data)
+        facts = landing.scan_file(path)
+        assert (facts.rows_in_file, facts.crlf, facts.lf, facts.cr) == _records_by_pattern(data)
+
+
+# Text that is, or nearly is, each type: the clean check may pass only what the reasons pass.
+TRICKY = {
+    "DATE": ["2024-03-05", "2024-3-05", " 2024-03-05", "2024/03/05", "2024-02-30", "20240305"],
+    "BIGINT": ["12", "-12", "007", "1e3", "0x10", "1.0", " 1", "1000000000000000000", "+1"],
+    "INTEGER": ["2", "02", "2147483648", "1e1", " 2", "2.0", "-3"],
+    "BOOLEAN": ["true", "TRUE", "False", "t", "1", "yes", " true"],
+    "DECIMAL(18,4)": ["1.5", "1.23456", "1e6", "-0.0001", ".5", "1.", "99999999999999.9999"],
+    "VARCHAR": ["gpt-4o", "  ", "", "a\tb", "a\x01b", "gpt 4o", "ünïcode", "a\nb", " x"],
+}
+
+
+@pytest.mark.parametrize("source", SOURCES.values(), ids=lambda s: s.name)
+def test_the_clean_check_passes_no_row_the_reasons_reject(source):
+    columns = list(source.columns)
+    good = {name: _a_good_value(source, name) for name in columns}
+    rows = [
+        {**good, name: text}
+        for name, type_ in source.columns.items()
+        for text in TRICKY["DECIMAL(18,4)" if "DECIMAL" in type_ else type_]
+    ]
+    # Reasons about other rows or other data are not the clean check's to find.
+    not_type_reasons = [rule.reason for rule in source.rules]
+    with duckdb.connect() as con:
+        load.ensure_schema(con)
+        con.execute(f"create table _parsed ({', '.join(f'{c} varchar' for c in columns)})")
+        con.executemany(
+            f"insert into _parsed values ({', '.join('?' for _ in columns)})",
+            [[row[c] for c in columns] for row in rows],
+        )
+        for ref in source.references:
+            con.execute(
+                f"insert into raw.{ref.table} ({ref.column}, _source_file, _run_id) "
+                "values ('cus_x', 'f', 'r')"
+            )
+        checked = load._checked_sql(source)
+        params = {k: v for k, v in {"file": "x", "file_month": None}.items() if f"${k}" in checked}
+        reasons = dict(con.execute(f"select _ordinal, _reason from ({checked})", params).fetchall())
+        clean = [
+            ordinal
+            for (ordinal,) in con.execute(
+                "select rowid from _parsed where " + load.clean_sql(source, columns)
+            ).fetchall()
+        ]
+    assert len(clean) > len(columns)  # the check is not vacuous: every good variant passes
+    wrongly_passed = {
+        ordinal: reasons[ordinal]
+        for ordinal in clean
+        if reasons[ordinal]
+        and reasons[ordinal] not in not_type_reasons
+        and not reasons[ordinal].startswith("duplicate")
+    }
+    assert wrongly_passed == {}
+
+
+def _a_good_value(source, name: str) -> str:
+    if name in source.identifiers:
+        return "cus_x"
+    if name in source.accepted:
+        return source.accepted[name][0]
+    return {
+        "DATE": "2024-03-05",
+        "BIGINT": "1",
+        "INTEGER": "2",
+        "BOOLEAN": "true",
+    }.get(source.columns[name], "1.5" if "DECIMAL" in source.columns[name] else "text")
+
+
+def test_only_added_plain_files_of_their_own_month_go_together(tmp_path):
+    spend = tmp_path / "spend"
+    spend.mkdir()
+    names = [
+        "usage_2024_01.csv",
+        "usage_2024_02.csv",
+        "usage_2024_02_v2.csv",
+        "usage_2024_03.csv.gz",
+    ]
+    for name in names:
+        (spend / name).write_text(HEADER)
+    facts = landing.FileFacts("sha", 0, 0)
+    stat = os.stat(spend / names[0])
+    candidates = [
+        load.Candidate(spend / n, f"spend/{n}", stat, landing.FileFacts(n, 0, 0), "added")
+        for n in names
+    ] + [
+        load.Candidate(
+            spend / "usage_2024_04.csv", "spend/usage_2024_04.csv", stat, facts, "replaced"
+        )
+    ]
+    # Another file holds January: no file goes together (February has two files, the gzip
+    # file and the restated one are never read together).
+    current = {"spend/usage_2024_01_old.csv": load.Known("other", None, 0)}
+    together, alone = batch.split_batch(candidates, current)
+    assert together == [] and len(alone) == len(candidates)
+    together, alone = batch.split_batch(candidates, {})
+    assert [c.display for c in together] == ["spend/usage_2024_01.csv"]
+    assert batch.can_batch(USAGE) and not batch.can_batch(SOURCES["customers"])
