@@ -66,6 +66,7 @@ def mixed_landing(folder: Path) -> Path:
         "usage_2024_07.csv": ["2024-07-0{d},cus_tiktok,azure_openai,gpt-4o,1,1.00"],
         "usage_2024_07_v2.csv": ["2024-07-0{d},cus_tiktok,azure_openai,gpt-4o,2,2.00"],
         "usage_2024_08.csv": ["2024-08-0{d},cus_tiktok,azure_openai,  ,1,1.00"],  # blank
+        "usage_2024_09.csv": ["2024-09-0{d},CUS_TIKTOK,azure_openai,gpt-4o,1,1.00"],  # id
     }
     for name, templates in rows.items():
         lines = [t.format(d=d) for t in templates for d in range(1, 4)]
@@ -101,6 +102,7 @@ def test_the_fast_path_gives_what_the_per_file_path_gives(tmp_path, monkeypatch)
         "spend/usage_2024_07.csv",
         "spend/usage_2024_07_v2.csv",
         "spend/usage_2024_08.csv",
+        "spend/usage_2024_09.csv",
     ]
     assert refused_fast == refused_slow
     fast_state, slow_state = state(fast), state(slow)
@@ -267,3 +269,5 @@ def test_only_added_plain_files_of_their_own_month_go_together(tmp_path):
     together, alone = batch.split_batch(candidates, {})
     assert [c.display for c in together] == ["spend/usage_2024_01.csv"]
     assert batch.can_batch(USAGE) and not batch.can_batch(SOURCES["customers"])
+    # The usage file's customer ids are checked by finding them among the loaded customers.
+    assert batch.checked_by_reference(USAGE) == {"customer_id"}

@@ -309,6 +309,8 @@ class Settings:
             "WAREHOUSE_LANDING_DIR": str(self.landing_dir),
             "WAREHOUSE_DATA_DIR": str(self.data_dir),
             "WAREHOUSE_DUCKDB_MEMORY_LIMIT": self.duckdb_memory_limit,
+            # Not a setting: where dbt's DuckDB spills, the spill folder of every connection.
+            "WAREHOUSE_DUCKDB_SPILL_DIR": str(self.spill_dir),
             "WAREHOUSE_RETRY_DELAY_SECONDS": str(self.retry_delay_seconds),
             "WAREHOUSE_AIRFLOW_PORT": str(self.airflow_port),
             "WAREHOUSE_AIRFLOW_WORKER_LOG_PORT": str(self.airflow_worker_log_port),

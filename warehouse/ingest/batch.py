@@ -1,28 +1,27 @@
-"""The fast path of a load: every new or changed file of a monthly source read in one parallel
-scan and loaded in one transaction, as far as each file is clean.
+"""The fast path of a load: the new files of a monthly source read in parallel scans, a part
+of about PART_BYTES at a time, and each part's clean files appended in one transaction.
 
 A clean file is one whose every record loads: no line the CSV reader rejects, no value that is
 not exactly of its type, no rule broken, no key twice, no reference missing. That is the usual
-file, and proving it needs no reason per row, so the rows go straight from the reader into the
-raw table (`clean_sql` decides, from the same patterns as the reasons): each row's typed
-values (dates, numbers) as it is read, its text values (ids, names) once per distinct value
-after, since a text value is loaded as it is written. Each file is then
-checked as a whole inside the transaction: its rows loaded must equal its records counted; a
-file that falls short, repeats a key or refers to a missing customer has its rows taken out
-again and goes to the per-file path (`load.load_candidate`), which finds the line and reason of
-every row not loaded. Only a file whose month no other file holds is read here, so a key can
-repeat only within its own file.
+file, and proving it needs no reason per row, so the reader's rows that pass `clean_sql` (built
+from the same patterns as the reasons; an id that refers to another source's ids is checked by
+finding it there) are staged in a temporary table and each file is checked there as a whole:
+its staged rows must equal its records counted, no key may repeat, every customer must be
+known. A clean file's rows are appended to
+raw; any other file goes to the per-file path (`load.load_candidate`), which finds the line and
+reason of every row not loaded. Only a file whose month no other file holds is read here, so a
+key can repeat only within its own file.
 
 The accounting is the per-file path's: one ledger entry per file with rows in = loaded (there
-are no rejects), the file's totals by month and product line, and a restated file replacing
-exactly its previous rows (restated files take the per-file path, so a refused restatement
-keeps them).
+are no rejects) and the file's totals by month and product line. Restated files take the
+per-file path, so a refused restatement keeps its previous rows.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -73,68 +72,97 @@ def split_batch(
     return together, alone
 
 
+# How much CSV one part of a batch reads: its checked rows are held in memory (spilling beyond
+# DuckDB's memory limit) until they are appended, so memory stays flat however many rows land.
+PART_BYTES = 512 * 2**20
+
+
+def parts(candidates: list[Candidate]) -> Iterator[list[Candidate]]:
+    """The candidates in consecutive parts of at most PART_BYTES of CSV (or one larger file)."""
+    part: list[Candidate] = []
+    for c in candidates:
+        if part and sum(p.facts.size_bytes for p in part) + c.facts.size_bytes > PART_BYTES:
+            yield part
+            part = []
+        part.append(c)
+    if part:
+        yield part
+
+
 def load_batch(
     con: duckdb.DuckDBPyConnection, source: Source, candidates: list[Candidate], run_id: str
 ) -> tuple[list[FileResult], list[Candidate]]:
-    """Load the candidates' clean files in one read and one transaction; returns the results
-    of the files loaded and the candidates left for the per-file path."""
-    if not candidates:
-        return [], []
-    by_display = {c.display: c for c in candidates}
+    """Load the candidates' clean files, part by part, each part in one read and one
+    transaction; returns the results of the files loaded and the candidates left for the
+    per-file path."""
+    results: list[FileResult] = []
+    left: list[Candidate] = []
+    for part in parts(candidates):
+        loaded, unclean = _load_part(con, source, part, run_id)
+        results += loaded
+        left += unclean
+    return results, left
+
+
+def checked_by_reference(source: Source) -> set[str]:
+    """The source's id columns that refer to another source's id column: a value found there
+    passed the same pattern when it loaded, so the reference check stands for the pattern."""
+    ids = {(s.table, name) for s in SOURCES.values() for name in s.identifiers}
+    return {
+        ref.column
+        for ref in source.references
+        if ref.column in source.identifiers and (ref.table, ref.column) in ids
+    }
+
+
+def _load_part(
+    con: duckdb.DuckDBPyConnection, source: Source, candidates: list[Candidate], run_id: str
+) -> tuple[list[FileResult], list[Candidate]]:
+    # Files are numbered in the part: a small integer is cheaper to carry and group by than
+    # a path on every row.
     con.execute(
-        "create or replace temp table _batch (path varchar, file varchar, file_month date, "
-        "rows_in_file bigint)"
+        "create or replace temp table _batch "
+        "(file_id integer, path varchar, file varchar, file_month date)"
     )
     con.executemany(
         "insert into _batch values (?, ?, ?, ?)",
-        [(str(c.path), c.display, file_month(c.path), c.facts.rows_in_file) for c in candidates],
+        [(i, str(c.path), c.display, file_month(c.path)) for i, c in enumerate(candidates)],
     )
     columns = ", ".join(f"'{name}': 'VARCHAR'" for name in source.columns)
-    typed = [name for name, type_ in source.columns.items() if type_ != "VARCHAR"]
+    per_row = [name for name in source.columns if name not in checked_by_reference(source)]
     con.execute("drop table if exists _reject_errors; drop table if exists _reject_scans")
-    con.execute("begin transaction")
+    # Rows of a file need no order in raw (a reject's line comes from the per-file path), and
+    # without one the parallel read holds less in memory.
+    con.execute("set preserve_insertion_order = false")
+    clean: list[Candidate] = []
     try:
         # Every field as text, as the per-file path reads it; the reader's own rejects are kept
-        # so a file with any is sent to the per-file path, which reports them.
+        # so a file with any is sent to the per-file path, which reports them. The rows that
+        # pass are staged outside the database's transaction, and checked as files there.
         con.execute(
-            f"insert into raw.{source.table} "
-            f"select {', '.join(source.columns)}, file, $run_id from ("
-            f"  select {clean_values_sql(source)}, _batch.file, _batch.file_month "
+            "create or replace temp table _staged as "
+            f"select {', '.join(source.columns)}, file_id from ("
+            f"  select {clean_values_sql(source)}, _batch.file_id, _batch.file_month "
             f"  from read_csv($paths, columns = {{{columns}}}, header = true, delim = ',', "
             "    quote = '\"', escape = '\"', auto_detect = false, filename = true, "
             "    store_rejects = true, rejects_table = '_reject_errors', "
             "    rejects_scan = '_reject_scans') as parsed "
             "  join _batch on parsed.filename = _batch.path "
-            f"  where {clean_sql(source, typed)}"
+            f"  where {clean_sql(source, per_row)}"
             f") where {rules_hold_sql(source, 'file_month')}",
-            {"paths": [str(c.path) for c in candidates], "run_id": run_id},
+            {"paths": [str(c.path) for c in candidates]},
         )
-        loaded = dict(
-            con.execute(
-                f"select _source_file, count(*) from raw.{source.table} "
-                "where _source_file in (select file from _batch) group by all"
-            ).fetchall()
-        )
-        unclean = {
-            c.display for c in candidates if loaded.get(c.display, 0) != c.facts.rows_in_file
-        }
-        unclean |= _files_with_unclean_text(con, source)
-        unclean |= _files_with_repeated_keys(con, source, set(by_display) - unclean)
+        staged = dict(con.execute("select file_id, count(*) from _staged group by all").fetchall())
+        unclean = {i for i, c in enumerate(candidates) if staged.get(i, 0) != c.facts.rows_in_file}
+        unclean |= _files_with_repeated_keys(con, source)
         unclean |= _files_with_missing_references(con, source)
-        unclean |= {c.display for c in candidates if _changed_since(c.path, c.before)}
-        if unclean:
-            con.execute(
-                f"delete from raw.{source.table} where _source_file in (select unnest($files))",
-                {"files": sorted(unclean)},
-            )
-        clean = [c for c in candidates if c.display not in unclean]
-        _record_clean(con, source, clean, run_id)
-        con.execute("commit")
-    except BaseException:
-        _rollback(con)
-        raise
+        unclean |= {i for i, c in enumerate(candidates) if _changed_since(c.path, c.before)}
+        clean = [c for i, c in enumerate(candidates) if i not in unclean]
+        if clean:
+            _append_clean(con, source, clean, run_id)
     finally:
-        con.execute("drop table if exists _batch")
+        con.execute("drop table if exists _batch; drop table if exists _staged")
+        con.execute("set preserve_insertion_order = true")  # as db.connect opens it
     for c in clean:
         log.info(
             "%s: %s, %d loaded (read with %d other files)",
@@ -146,97 +174,75 @@ def load_batch(
     results = [
         FileResult(c.display, c.action, c.facts.rows_in_file, c.facts.rows_in_file) for c in clean
     ]
-    return results, [c for c in candidates if c.display in unclean]
+    return results, [c for i, c in enumerate(candidates) if i in unclean]
 
 
-def _files_with_unclean_text(con: duckdb.DuckDBPyConnection, source: Source) -> set[str]:
-    """The batch's files with a text value (an id, a name) that is not exactly allowed, judged
-    once per distinct value: they repeat, so this costs one aggregation, not a pattern per row."""
-    text = [name for name, type_ in source.columns.items() if type_ == "VARCHAR"]
-    if not text:
-        return set()
-    values = ", ".join(f'"{name}"' for name in text)
-    return {
-        file
-        for (file,) in con.execute(
-            f"select distinct _source_file from (select distinct _source_file, {values} "
-            f"from raw.{source.table} where _source_file in (select file from _batch)) "
-            f"where not ({clean_sql(source, text)})"
-        ).fetchall()
-    }
-
-
-def _files_with_repeated_keys(
-    con: duckdb.DuckDBPyConnection, source: Source, files: set[str]
-) -> set[str]:
-    """The files among `files` in which a key repeats. One distinct count of the keys' hashes
-    settles the usual case (no repeat); a collision only costs the exact search."""
-    if not files:
-        return set()
+def _files_with_repeated_keys(con: duckdb.DuckDBPyConnection, source: Source) -> set[int]:
+    """The staged files in which a key repeats (a key cannot repeat across them: each holds
+    its own month)."""
     key = ", ".join(source.key)
-    in_files = "_source_file in (select unnest($files))"
-    params = {"files": sorted(files)}
-    repeats = con.execute(
-        f"select count(*) - count(distinct hash(_source_file, {key})) "
-        f"from raw.{source.table} where {in_files}",
-        params,
-    ).fetchone()[0]
-    if not repeats:
-        return set()
     return {
-        file
-        for (file,) in con.execute(
-            f"select distinct _source_file from raw.{source.table} where {in_files} "
-            f"group by _source_file, {key} having count(*) > 1",
-            params,
+        file_id
+        for (file_id,) in con.execute(
+            f"select distinct file_id from _staged group by file_id, {key} having count(*) > 1"
         ).fetchall()
     }
 
 
-def _files_with_missing_references(con: duckdb.DuckDBPyConnection, source: Source) -> set[str]:
-    """The batch's files with a row whose reference (a customer) is not loaded."""
-    found: set[str] = set()
+def _files_with_missing_references(con: duckdb.DuckDBPyConnection, source: Source) -> set[int]:
+    """The staged files with a row whose reference (a customer) is not loaded."""
+    found: set[int] = set()
     for ref in source.references:
         found |= {
-            file
-            for (file,) in con.execute(
-                f"select distinct _source_file from raw.{source.table} "
-                f"anti join raw.{ref.table} using ({ref.column}) "
-                "where _source_file in (select file from _batch)"
+            file_id
+            for (file_id,) in con.execute(
+                f"select distinct file_id from _staged anti join raw.{ref.table} "
+                f"using ({ref.column})"
             ).fetchall()
         }
     return found
 
 
-def _record_clean(
+def _append_clean(
     con: duckdb.DuckDBPyConnection, source: Source, clean: list[Candidate], run_id: str
 ) -> None:
-    """The clean files' totals by month and product line, and their ledger entries."""
-    if not clean:
-        return
+    """In one transaction: the clean files' rows into raw, their totals by month and product
+    line, and their ledger entries."""
     files = {"files": [c.display for c in clean]}
-    con.execute(
-        "insert into ingest.file_totals select $source, _source_file, "
-        "date_trunc('month', usage_date)::date, product_line, count(*), sum(amount_usd) "
-        f"from raw.{source.table} where _source_file in (select unnest($files)) group by all",
-        {"source": source.name, **files},
-    )
-    con.executemany(
-        "insert into ingest.ledger (source, file_path, sha256, size_bytes, rows_in_file, "
-        "rows_loaded, rows_rejected, rows_quarantined, action, run_id, stat_key) "
-        "values (?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?)",
-        [
-            (
-                source.name,
-                c.display,
-                c.facts.sha256,
-                c.facts.size_bytes,
-                c.facts.rows_in_file,
-                c.facts.rows_in_file,
-                c.action,
-                run_id,
-                stat_key(c.before),
-            )
-            for c in clean
-        ],
-    )
+    staged = "_staged join _batch using (file_id) where file in (select unnest($files))"
+    con.execute("begin transaction")
+    try:
+        con.execute(
+            f"insert into raw.{source.table} select {', '.join(source.columns)}, file, $run_id "
+            f"from {staged}",
+            {"run_id": run_id, **files},
+        )
+        con.execute(
+            "insert into ingest.file_totals select $source, file, "
+            "date_trunc('month', usage_date)::date, product_line, count(*), sum(amount_usd) "
+            f"from {staged} group by all",
+            {"source": source.name, **files},
+        )
+        con.executemany(
+            "insert into ingest.ledger (source, file_path, sha256, size_bytes, rows_in_file, "
+            "rows_loaded, rows_rejected, rows_quarantined, action, run_id, stat_key) "
+            "values (?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?)",
+            [
+                (
+                    source.name,
+                    c.display,
+                    c.facts.sha256,
+                    c.facts.size_bytes,
+                    c.facts.rows_in_file,
+                    c.facts.rows_in_file,
+                    c.action,
+                    run_id,
+                    stat_key(c.before),
+                )
+                for c in clean
+            ],
+        )
+        con.execute("commit")
+    except BaseException:
+        _rollback(con)
+        raise
