@@ -30,7 +30,7 @@ def test_defaults_resolve_against_the_repository_whatever_the_working_directory(
     assert settings.airflow_home == REPO / ".airflow"
     assert settings.build_db == REPO / "data" / "build.duckdb"
     assert settings.published_db == REPO / "data" / "warehouse.duckdb"
-    assert settings.duckdb_memory_limit == "4GB" and settings.retry_delay_seconds == 60
+    assert settings.duckdb_memory_limit == "1.5GB" and settings.retry_delay_seconds == 60
     assert (settings.airflow_port, settings.airflow_worker_log_port) == (8080, 8793)
     assert settings.airflow_trigger_log_port == 8794
     assert settings.airflow_password is None and settings.airflow_viewer_password is None
@@ -166,3 +166,36 @@ def test_the_engine_and_spark_connection_are_settings_that_reach_dbt(tmp_path):
     assert read_by_dbt <= set(child), read_by_dbt - set(child)
     with pytest.raises(ValueError, match="WAREHOUSE_ENGINE"):
         Settings.from_env({"WAREHOUSE_ENGINE": "snowflake"})
+
+
+def test_every_connection_of_a_run_is_bounded_by_the_memory_setting():
+    """DuckDB is opened through `warehouse.db` (`connect`, or `bounds` for an in-memory one)
+    wherever a run opens it, so WAREHOUSE_DUCKDB_MEMORY_LIMIT bounds all of them; dbt's
+    profile reads the same variable and spill folder."""
+    run_modules = [
+        p
+        for p in (REPO / "warehouse").rglob("*.py")
+        if p.name != "db.py" and "synthetic" not in p.parts
+    ]
+    unbounded = []
+    for path in run_modules:
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            bare = "duckdb.connect(" in line and "config=" not in line
+            if bare and not _allowed_bare_connection(path, line):
+                unbounded.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
+    assert unbounded == []
+    profile = (REPO / "dbt_project" / "profiles.yml").read_text()
+    assert "env_var('WAREHOUSE_DUCKDB_MEMORY_LIMIT'" in profile
+    assert "env_var('WAREHOUSE_DUCKDB_SPILL_DIR'" in profile
+    settings = Settings.from_env({})
+    assert settings.environment()["WAREHOUSE_DUCKDB_SPILL_DIR"] == str(settings.spill_dir)
+
+
+def _allowed_bare_connection(path: Path, line: str) -> bool:
+    """Connections no run opens: `warehouse query` (its own locked limits) and the Spark
+    comparison helpers the tests call."""
+    relative = path.relative_to(REPO).as_posix()
+    return relative == "warehouse/serve/query.py" or (
+        relative == "warehouse/engines/spark.py"
+        and ("duckdb.connect()" in line or "build_db" in line)
+    )

@@ -59,6 +59,16 @@ def storage_error(error: BaseException, path: Path, doing: str) -> StorageError 
     return None
 
 
+def bounds(settings: Settings) -> dict[str, str | bool]:
+    """The configuration every DuckDB connection of a run opens with: the settings' memory
+    limit, beyond which it spills to the spill folder."""
+    return {
+        "memory_limit": settings.duckdb_memory_limit,
+        "temp_directory": str(settings.spill_dir),
+        "preserve_insertion_order": True,
+    }
+
+
 def connect(
     path: Path, settings: Settings, *, read_only: bool = False
 ) -> duckdb.DuckDBPyConnection:
@@ -68,15 +78,7 @@ def connect(
     try:
         if not read_only:
             path.parent.mkdir(parents=True, exist_ok=True)
-        return duckdb.connect(
-            str(path),
-            read_only=read_only,
-            config={
-                "memory_limit": settings.duckdb_memory_limit,
-                "temp_directory": str(settings.spill_dir),
-                "preserve_insertion_order": True,
-            },
-        )
+        return duckdb.connect(str(path), read_only=read_only, config=bounds(settings))
     except (OSError, duckdb.Error) as error:
         described = storage_error(error, path, doing)
         if described is None:

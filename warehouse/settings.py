@@ -11,7 +11,7 @@ repo agree on the same files.
 | `WAREHOUSE_LANDING_DIR` | `seeds` | where raw files land |
 | `WAREHOUSE_DATA_DIR` | `data` | build and published databases, exports, reports, logs |
 | `AIRFLOW_HOME` | `.airflow` | the local Airflow's metadata database and logs |
-| `WAREHOUSE_DUCKDB_MEMORY_LIMIT` | `4GB` | DuckDB's memory limit; it spills beyond it |
+| `WAREHOUSE_DUCKDB_MEMORY_LIMIT` | `1.5GB` | every DuckDB connection's limit; it spills beyond |
 | `WAREHOUSE_RETRY_DELAY_SECONDS` | `60` | Airflow's wait before retrying a failed task |
 | `WAREHOUSE_AIRFLOW_PORT` | `8080` | the UI and REST API of `make up` (on 127.0.0.1) |
 | `WAREHOUSE_AIRFLOW_WORKER_LOG_PORT` | `8793` | `make up`'s task log server (127.0.0.1) |
@@ -92,7 +92,7 @@ class Settings:
     landing_dir: Path
     data_dir: Path
     airflow_home: Path
-    duckdb_memory_limit: str = "4GB"
+    duckdb_memory_limit: str = "1.5GB"
     retry_delay_seconds: int = 60
     airflow_port: int = 8080
     airflow_worker_log_port: int = 8793

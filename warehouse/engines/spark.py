@@ -110,7 +110,7 @@ def export_raw(settings: Settings, out: Path | None = None) -> ExportResult:
     build_db = settings.build_db
     out = out or settings.raw_parquet_dir
     result = ExportResult()
-    con = duckdb.connect(str(build_db), read_only=True)
+    con = connect(build_db, settings, read_only=True)
     try:
         latest = dict(
             con.execute(

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import duckdb
 
-from warehouse.db import connect
+from warehouse.db import bounds, connect
 from warehouse.runtime import processes
 from warehouse.settings import REPO_ROOT, Settings
 
@@ -49,15 +49,15 @@ def _git_revision() -> str | None:
     return result.stdout.strip() or None
 
 
-def _copy_marts(build_db: Path, target: Path, publication: dict) -> dict[str, int]:
+def _copy_marts(settings: Settings, target: Path, publication: dict) -> dict[str, int]:
     """Copy every table of the build's `marts` schema into a new database file, with the
     `meta.publication` row; returns the row count of each mart."""
-    with duckdb.connect() as con:
+    with duckdb.connect(config=bounds(settings)) as con:
         con.execute(
             f"attach ? as published (storage_version '{PUBLISHED_STORAGE_VERSION}')",
             [str(target)],
         )
-        con.execute("attach ? as build (read_only)", [str(build_db)])
+        con.execute("attach ? as build (read_only)", [str(settings.build_db)])
         con.execute("use published")
         marts = [
             name
@@ -67,7 +67,7 @@ def _copy_marts(build_db: Path, target: Path, publication: dict) -> dict[str, in
             ).fetchall()
         ]
         if not marts:
-            raise RuntimeError(f"{build_db}: no marts to publish (schema marts is empty)")
+            raise RuntimeError(f"{settings.build_db}: no marts to publish (schema marts is empty)")
         con.execute("create schema marts")
         counts = {}
         for name in marts:
@@ -158,7 +158,7 @@ def publish(settings: Settings, run_id: str, validation: dict) -> dict:
     _remove_stale_staging(data_dir, settings.exports_dir)
     try:
         staged_db.unlink(missing_ok=True)
-        counts = _copy_marts(settings.build_db, staged_db, publication)
+        counts = _copy_marts(settings, staged_db, publication)
         moves.update(_export_parquet(settings, staged_db, list(counts), suffix))
         moves[staged_db] = settings.published_db
         manifest = {
