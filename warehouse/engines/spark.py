@@ -46,6 +46,7 @@ from urllib.parse import quote
 
 import duckdb
 
+from warehouse.db import connect
 from warehouse.settings import Settings
 
 # The raw tables Spark reads, each partitioned by the landing file its rows came from, and the
@@ -236,8 +237,6 @@ def load_spark_tables(settings: Settings) -> ImportResult:
     validation and publishing read is then the Spark-built data, with its descriptions. Marts
     Spark did not build are dropped, so nothing stale is published. Runs in the writers'
     queue (it writes the build database)."""
-    from warehouse.db import connect
-
     started = time.perf_counter()
     result = ImportResult()
     tables = {schema: spark_tables(settings, schema) for schema in IMPORTED_SCHEMAS}

@@ -7,10 +7,9 @@ file, and proving it needs no reason per row, so the reader's rows that pass `cl
 from the same patterns as the reasons; an id that refers to another source's ids is checked by
 finding it there) are staged in a temporary table and each file is checked there as a whole:
 its staged rows must equal its records counted, no key may repeat, every customer must be
-known. A clean file's rows are appended to
-raw; any other file goes to the per-file path (`load.load_candidate`), which finds the line and
-reason of every row not loaded. Only a file whose month no other file holds is read here, so a
-key can repeat only within its own file.
+known. A clean file's rows are appended to raw; any other file goes to the per-file path
+(`load.load_candidate`), which finds the line and reason of every row not loaded. Only a file
+whose month no other file holds is read here, so a key can repeat only within its own file.
 
 The accounting is the per-file path's: one ledger entry per file with rows in = loaded (there
 are no rejects) and the file's totals by month and product line. Restated files take the
@@ -31,10 +30,10 @@ from warehouse.ingest.load import (
     Candidate,
     FileResult,
     Known,
-    _changed_since,
-    _rollback,
+    changed_since,
     clean_sql,
     clean_values_sql,
+    rollback,
     rules_hold_sql,
     stat_key,
 )
@@ -156,7 +155,7 @@ def _load_part(
         unclean = {i for i, c in enumerate(candidates) if staged.get(i, 0) != c.facts.rows_in_file}
         unclean |= _files_with_repeated_keys(con, source)
         unclean |= _files_with_missing_references(con, source)
-        unclean |= {i for i, c in enumerate(candidates) if _changed_since(c.path, c.before)}
+        unclean |= {i for i, c in enumerate(candidates) if changed_since(c.path, c.before)}
         clean = [c for i, c in enumerate(candidates) if i not in unclean]
         if clean:
             _append_clean(con, source, clean, run_id)
@@ -244,5 +243,5 @@ def _append_clean(
         )
         con.execute("commit")
     except BaseException:
-        _rollback(con)
+        rollback(con)
         raise

@@ -474,7 +474,7 @@ def retract_missing(
             )
             con.execute("commit")
         except BaseException:
-            _rollback(con)
+            rollback(con)
             raise
         log.warning("%s: retracted (no longer in the landing folder); its rows are removed", path)
         results.append(FileResult(path, "retracted", 0))
@@ -487,7 +487,7 @@ STILL_WRITTEN = (
 )
 
 
-def _changed_since(path: Path, before: os.stat_result) -> bool:
+def changed_since(path: Path, before: os.stat_result) -> bool:
     after = os.stat(path)
     return (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns)
 
@@ -593,10 +593,10 @@ def load_candidate(
         try:
             counts = _replace_file_rows(con, source, candidate, run_id)
         except FileRefusedError:
-            if _changed_since(path, before):  # the miscount is the producer's write
+            if changed_since(path, before):  # the miscount is the producer's write
                 raise FileRefusedError(display, STILL_WRITTEN) from None
             raise
-        if _changed_since(path, before):
+        if changed_since(path, before):
             con.execute("rollback")
             raise FileRefusedError(display, STILL_WRITTEN)
         con.execute("commit")
@@ -697,7 +697,7 @@ def _replace_file_rows(
             )
         _write_ledger(con, source, candidate, run_id)
     except BaseException:
-        _rollback(con)
+        rollback(con)
         raise
     return loaded, len(held), total_rejected
 
@@ -865,13 +865,13 @@ def reevaluate(con: duckdb.DuckDBPyConnection, source: Source, run_id: str) -> l
             results.append(FileResult(path, "re-evaluated", rows, loaded, rejected, held))
         con.execute("commit")
     except BaseException:
-        _rollback(con)
+        rollback(con)
         raise
     log.info("%s quarantine re-evaluated: %d file(s) changed", source.name, len(results))
     return results
 
 
-def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+def rollback(con: duckdb.DuckDBPyConnection) -> None:
     """Roll back after an error. A commit that failed (disk full) has already ended the
     transaction: the error to report is the commit's, not "cannot rollback - no transaction is
     active", so a failing rollback is silent."""
