@@ -122,16 +122,11 @@ def test_a_launched_child_dies_with_its_parent_and_its_project_copy_is_removed(t
     assert not copy.exists()
 
 
-def test_a_task_that_stops_while_dbt_runs_stops_dbt(tmp_path, monkeypatch):
-    """A task timeout (Airflow raises in the task) or an interrupt while dbt runs: the
-    operator stops dbt's whole process group before the task ends or retries."""
-    import airflow  # noqa: F401
-
+def transform_operator():
     from warehouse.transform import dbt
     from warehouse.transform.operator import OwnedDbtBuildOperator
 
-    monkeypatch.setenv("WAREHOUSE_DATA_DIR", str(tmp_path))
-    operator = OwnedDbtBuildOperator(
+    return OwnedDbtBuildOperator(
         task_id="transform",
         project_dir=dbt.DBT_PROJECT_DIR,
         profile_config=__import__("cosmos").ProfileConfig(
@@ -140,6 +135,15 @@ def test_a_task_that_stops_while_dbt_runs_stops_dbt(tmp_path, monkeypatch):
             profiles_yml_filepath=dbt.PROFILES_YML,
         ),
     )
+
+
+def test_a_task_that_stops_while_dbt_runs_stops_dbt(tmp_path, monkeypatch):
+    """A task timeout (Airflow raises in the task) or an interrupt while dbt runs: the
+    operator stops dbt's whole process group before the task ends or retries."""
+    import airflow  # noqa: F401
+
+    monkeypatch.setenv("WAREHOUSE_DATA_DIR", str(tmp_path))
+    operator = transform_operator()
     marker = tmp_path / "started"
     sleeper = [sys.executable, "-c", f"open({str(marker)!r}, 'w'); import time; time.sleep(600)"]
 
@@ -158,6 +162,45 @@ def test_a_task_that_stops_while_dbt_runs_stops_dbt(tmp_path, monkeypatch):
     launched = operator.subprocess_hook.sub_process
     assert launched.poll() is not None
     assert processes_using(tmp_path) == []
+
+
+def test_the_runs_work_for_later_tasks_starts_while_dbt_runs(tmp_path, monkeypatch):
+    """Under `warehouse run` (one process for every task), the work registered for later tasks
+    (the audit's imports) runs in a background thread while the transform task waits for dbt,
+    once; with nothing registered (each task its own process, under a scheduler), none runs."""
+    import threading
+
+    import airflow  # noqa: F401
+
+    from warehouse.runtime import warmup
+
+    monkeypatch.setenv("WAREHOUSE_DATA_DIR", str(tmp_path))
+    operator = transform_operator()
+    quick = [sys.executable, "-c", "pass"]
+    seen: list[str] = []
+
+    def work():
+        seen.append(threading.current_thread().name)
+
+    operator.run_subprocess(quick, dict(os.environ), str(tmp_path))
+    assert warmup.start() is None
+    with warmup.during_waits(work):
+        operator.run_subprocess(quick, dict(os.environ), str(tmp_path))
+        operator.run_subprocess(quick, dict(os.environ), str(tmp_path))  # once only
+        for thread in threading.enumerate():
+            if thread.name == "warehouse-warmup":
+                thread.join(timeout=10)
+    assert seen == ["warehouse-warmup"]
+    assert warmup.start() is None  # nothing left registered after the run
+
+
+def test_the_transform_task_skips_lineage_nobody_emits():
+    """No OpenLineage provider is installed: Cosmos's post-build parse of dbt's artifacts
+    for lineage events (~0.5 s a build) is skipped."""
+    import airflow  # noqa: F401
+
+    assert importlib.util.find_spec("airflow.providers.openlineage") is None
+    assert transform_operator().calculate_openlineage_events_completes({}, Path(".")) is False
 
 
 @pytest.mark.parametrize(
