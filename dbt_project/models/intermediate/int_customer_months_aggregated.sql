@@ -1,9 +1,5 @@
-{#-
-    Spend per customer, product line and month, over every landing file and model: the grain
-    of every mart. A table, not a view: six marts and their tests read it, and as a view each
-    of them aggregated the whole usage fact again (the customer mart three times).
--#}
-{{ config(materialized='table') }}
+-- Spend per customer, product line and month, over every landing file and model: the grain
+-- of every mart.
 
 with
 
