@@ -68,7 +68,7 @@ def test_dbt_build_passes_with_every_mart_and_test(built):
     assert outcomes == {
         ("operation", "success"): 1,
         ("model", "success"): 14,
-        ("test", "pass"): 60,
+        ("test", "pass"): 61,
         ("unit_test", "pass"): 5,
         ("exposure", "no-op"): 2,
     }

@@ -18,14 +18,20 @@
 
 {#- The current usage files whose latest version (ledger entry) is not yet in the incremental
     model `model`: new files, restated ones, and ones whose quarantined rows were loaded since.
-    On a full build, every current file. -#}
+    On a full build, every current file. The model's versions are read distinct first: DuckDB
+    would otherwise hash every row of the fact to probe a few dozen files (0.4 s at 100M rows). -#}
 {% macro usage_files_to_process(model) -%}
     select current_files.source_file, current_files.file_loaded_at
     from ({{ current_usage_files() }}) as current_files
     {% if is_incremental() %}
         where not exists (
             select 1
-            from {{ model }} as built
+            from (
+                select distinct
+                    source_file,
+                    file_loaded_at
+                from {{ model }}
+            ) as built
             where built.source_file = current_files.source_file
               and built.file_loaded_at = current_files.file_loaded_at
         )

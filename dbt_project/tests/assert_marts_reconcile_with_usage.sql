@@ -1,11 +1,14 @@
--- Every dollar of staged usage reaches the customer mart, and the concentration mart's totals
--- equal the customer mart's, at both levels. The mart rounds each row to cents, so the sums
--- may differ by at most half a cent per mart row.
+-- Every dollar of the usage fact reaches the customer mart, and the concentration mart's
+-- totals equal the customer mart's, at both levels. The mart rounds each row to cents, so the
+-- sums may differ by at most half a cent per mart row. The fact, not the daily rows: that it
+-- holds every loaded row is assert_usage_fact_holds_every_loaded_row, and that its money
+-- equals raw's per month and product line is the audit's reconciliation (reconcile_months),
+-- so this test need not rescan the whole history on every run.
 with
 
 usage_total as (
     select product_line, sum(spend_usd) as spend_usd
-    from {{ ref('stg_raw__usage') }}
+    from {{ ref('int_usage_months_aggregated') }}
     group by product_line
 ),
 

@@ -1,4 +1,6 @@
--- Spend per customer, product line and month, over every landing file and model.
+-- Spend per customer, product line and month, over every landing file and model: the grain
+-- of every mart.
+
 with
 
 usage_months as (
