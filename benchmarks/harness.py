@@ -283,12 +283,12 @@ class Bench:
 
 
 def _stage_commands() -> dict[str, list[str]]:
-    code = "import sys; from benchmarks import stages; stages.{}()"
+    stage = [PYTHON, "-m", "benchmarks.stages"]
     return {
         "ingest": [*WAREHOUSE, "ingest"],
-        "dbt build": [PYTHON, "-c", code.format("dbt_build")],
-        "validate": [PYTHON, "-c", code.format("validate")],
-        "publish": [PYTHON, "-c", code.format("publish")],
+        "dbt build": [*stage, "dbt_build"],
+        "validate": [*stage, "validate"],
+        "publish": [*stage, "publish"],
     }
 
 

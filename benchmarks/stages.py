@@ -1,10 +1,14 @@
 """The pipeline's stages after ingest, one per process, as the harness runs them (ingest is
-`warehouse ingest`). Each does what the DAG's task does, without Airflow around it, with the
-settings of its environment."""
+`warehouse ingest`): `python -m benchmarks.stages <dbt_build|validate|publish>`. Each does what
+the DAG's task does, without Airflow around it, with the settings of its environment.
+
+Run as a module, not with `python -c`: with the `spark` extra installed, importing Great
+Expectations imports pyspark, which takes a `-c` program for its own doctests and exits 0."""
 
 from __future__ import annotations
 
 import json
+import sys
 
 from warehouse.audit.expectations import validate as run_validation
 from warehouse.publish import publish as publish_build
@@ -27,3 +31,7 @@ def validate() -> None:
 def publish() -> None:
     settings = Settings.from_env()
     publish_build(settings, RUN_ID, json.loads(settings.validation_report.read_text()))
+
+
+if __name__ == "__main__":
+    {"dbt_build": dbt_build, "validate": validate, "publish": publish}[sys.argv[1]]()
