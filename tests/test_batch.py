@@ -271,3 +271,22 @@ def test_only_added_plain_files_of_their_own_month_go_together(tmp_path):
     assert batch.can_batch(USAGE) and not batch.can_batch(SOURCES["customers"])
     # The usage file's customer ids are checked by finding them among the loaded customers.
     assert batch.checked_by_reference(USAGE) == {"customer_id"}
+
+
+def test_a_read_that_fails_for_the_whole_part_loads_each_file_alone(tmp_path, monkeypatch):
+    """A file the reader cannot read at all stops a read of many files: each then loads alone,
+    where its problem refuses only that file, and the result is the per-file path's."""
+    landing_dir = mixed_landing(tmp_path / "landing")
+    failing = settings_for(landing_dir, tmp_path / "failing")
+    alone = settings_for(landing_dir, tmp_path / "alone")
+
+    def unreadable(*args):
+        raise duckdb.InvalidInputException("Invalid Input Error: CSV Error on Line: 2")
+
+    monkeypatch.setattr(batch, "_stage", unreadable)
+    refused_failing = ingest_all(failing, "run")
+    monkeypatch.setattr("warehouse.ingest.ingest.can_batch", lambda source: False)
+    refused_alone = ingest_all(alone, "run")
+
+    assert refused_failing == refused_alone
+    assert state(failing) == state(alone)

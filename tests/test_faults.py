@@ -25,16 +25,21 @@ pytestmark = pytest.mark.slow
 
 # Runs one stage in a child process that kills itself with SIGKILL at a chosen point: as
 # abrupt as the OOM killer or a lost machine, and at the worst moment, not a random one.
+# Killed inside a load's open transaction (rows deleted and inserted, the ledger written, not
+# yet committed), on either path: the new month read with others (batch), or the restated one
+# alone (load), after the new month's transaction committed.
 KILL_DURING_INGEST = """
-import os, signal
-import warehouse.ingest.load as ingest
+import os, signal, sys
+import importlib
+from warehouse.ingest import ingest_source
 from warehouse.settings import Settings
-real = ingest._replace_file_rows
+module = importlib.import_module(sys.argv[1])
+real = getattr(module, sys.argv[2])
 def killed_before_commit(*args):
-    real(*args)  # rows deleted and inserted, the ledger written: the transaction still open
+    real(*args)
     os.kill(os.getpid(), signal.SIGKILL)
-ingest._replace_file_rows = killed_before_commit
-ingest.ingest_source("usage", "killed-run", Settings.from_env())
+setattr(module, sys.argv[2], killed_before_commit)
+ingest_source("usage", "killed-run", Settings.from_env())
 """
 
 KILL_BEFORE_SWAP = """
@@ -62,9 +67,9 @@ def restate_and_add_a_month(landing: Path) -> None:
     )
 
 
-def child(code: str, settings: Settings) -> subprocess.CompletedProcess:
+def child(code: str, settings: Settings, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, **settings.environment()}
-    return subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, check=False)
+    return subprocess.run([sys.executable, "-c", code, *args], env=env, cwd=REPO, check=False)
 
 
 def assert_build_db_opens(data_dir: Path) -> int:
@@ -85,17 +90,30 @@ def assert_rerun_equals_the_floor(settings: Settings, tmp_path: Path) -> None:
     assert [p.name for p in data_dir.rglob("*") if ".tmp-" in p.name] == []
 
 
-def test_sigkill_during_ingest_loses_nothing_and_the_rerun_is_exact(published, tmp_path):
+@pytest.mark.parametrize(
+    "module, step",
+    [
+        ("warehouse.ingest.batch", "_write_ledger_entries"),
+        ("warehouse.ingest.load", "_replace_file_rows"),
+    ],
+    ids=["new files read together", "a restated file alone"],
+)
+def test_sigkill_during_ingest_loses_nothing_and_the_rerun_is_exact(
+    published, tmp_path, module, step
+):
     data_dir = published.data_dir
     before = published_files(data_dir)
     rows_before = assert_build_db_opens(data_dir)
     restate_and_add_a_month(published.landing_dir)
+    new_month = scan_file(published.landing_dir / "spend" / "usage_2025_01.csv").rows_in_file
 
-    killed = child(KILL_DURING_INGEST, published)
+    killed = child(KILL_DURING_INGEST, published, module, step)
 
-    assert killed.returncode == -signal.SIGKILL
+    assert killed.returncode == -signal.SIGKILL, killed
     assert published_files(data_dir) == before
-    assert assert_build_db_opens(data_dir) == rows_before  # the open transaction is gone
+    # The open transaction is gone; only the new month's, committed before it, remains.
+    committed = new_month if module.endswith("load") else 0
+    assert assert_build_db_opens(data_dir) == rows_before + committed
     assert_rerun_equals_the_floor(published, tmp_path)
 
 

@@ -127,30 +127,23 @@ def _load_part(
         "insert into _batch values (?, ?, ?, ?)",
         [(i, str(c.path), c.display, file_month(c.path)) for i, c in enumerate(candidates)],
     )
-    columns = ", ".join(f"'{name}': 'VARCHAR'" for name in source.columns)
-    per_row = [name for name in source.columns if name not in checked_by_reference(source)]
     con.execute("drop table if exists _reject_errors; drop table if exists _reject_scans")
     # Rows of a file need no order in raw (a reject's line comes from the per-file path), and
     # without one the parallel read holds less in memory.
     con.execute("set preserve_insertion_order = false")
     clean: list[Candidate] = []
     try:
-        # Every field as text, as the per-file path reads it; the reader's own rejects are kept
-        # so a file with any is sent to the per-file path, which reports them. The rows that
-        # pass are staged outside the database's transaction, and checked as files there.
-        con.execute(
-            "create or replace temp table _staged as "
-            f"select {', '.join(source.columns)}, file_id from ("
-            f"  select {clean_values_sql(source)}, _batch.file_id, _batch.file_month "
-            f"  from read_csv($paths, columns = {{{columns}}}, header = true, delim = ',', "
-            "    quote = '\"', escape = '\"', auto_detect = false, filename = true, "
-            "    store_rejects = true, rejects_table = '_reject_errors', "
-            "    rejects_scan = '_reject_scans') as parsed "
-            "  join _batch on parsed.filename = _batch.path "
-            f"  where {clean_sql(source, per_row)}"
-            f") where {rules_hold_sql(source, 'file_month')}",
-            {"paths": [str(c.path) for c in candidates]},
-        )
+        try:
+            _stage(con, source, candidates)
+        except duckdb.Error as error:
+            # A file the reader cannot read at all (or a full disk) stops the whole read: each
+            # file then loads alone, where a file's problem refuses only that file.
+            log.info(
+                "reading %d files together failed (%s); each loads alone",
+                len(candidates),
+                str(error).splitlines()[0],
+            )
+            return [], list(candidates)
         staged = dict(con.execute("select file_id, count(*) from _staged group by all").fetchall())
         unclean = {i for i, c in enumerate(candidates) if staged.get(i, 0) != c.facts.rows_in_file}
         unclean |= _files_with_repeated_keys(con, source)
@@ -174,6 +167,28 @@ def _load_part(
         FileResult(c.display, c.action, c.facts.rows_in_file, c.facts.rows_in_file) for c in clean
     ]
     return results, [c for i, c in enumerate(candidates) if i in unclean]
+
+
+def _stage(con: duckdb.DuckDBPyConnection, source: Source, candidates: list[Candidate]) -> None:
+    """The candidates' rows that pass the clean check, typed, with their file's number, in the
+    temporary table `_staged`, outside the database's transaction, to be checked as files there.
+    Every field is read as text, as the per-file path reads it; the reader's own rejects are
+    kept, so a file with any falls short of its count and goes to the per-file path."""
+    columns = ", ".join(f"'{name}': 'VARCHAR'" for name in source.columns)
+    per_row = [name for name in source.columns if name not in checked_by_reference(source)]
+    con.execute(
+        "create or replace temp table _staged as "
+        f"select {', '.join(source.columns)}, file_id from ("
+        f"  select {clean_values_sql(source)}, _batch.file_id, _batch.file_month "
+        f"  from read_csv($paths, columns = {{{columns}}}, header = true, delim = ',', "
+        "    quote = '\"', escape = '\"', auto_detect = false, filename = true, "
+        "    store_rejects = true, rejects_table = '_reject_errors', "
+        "    rejects_scan = '_reject_scans') as parsed "
+        "  join _batch on parsed.filename = _batch.path "
+        f"  where {clean_sql(source, per_row)}"
+        f") where {rules_hold_sql(source, 'file_month')}",
+        {"paths": [str(c.path) for c in candidates]},
+    )
 
 
 def _files_with_repeated_keys(con: duckdb.DuckDBPyConnection, source: Source) -> set[int]:
@@ -222,26 +237,33 @@ def _append_clean(
             f"from {staged} group by all",
             {"source": source.name, **files},
         )
-        con.executemany(
-            "insert into ingest.ledger (source, file_path, sha256, size_bytes, rows_in_file, "
-            "rows_loaded, rows_rejected, rows_quarantined, action, run_id, stat_key) "
-            "values (?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?)",
-            [
-                (
-                    source.name,
-                    c.display,
-                    c.facts.sha256,
-                    c.facts.size_bytes,
-                    c.facts.rows_in_file,
-                    c.facts.rows_in_file,
-                    c.action,
-                    run_id,
-                    stat_key(c.before),
-                )
-                for c in clean
-            ],
-        )
+        _write_ledger_entries(con, source, clean, run_id)
         con.execute("commit")
     except BaseException:
         rollback(con)
         raise
+
+
+def _write_ledger_entries(
+    con: duckdb.DuckDBPyConnection, source: Source, clean: list[Candidate], run_id: str
+) -> None:
+    """One ledger entry per clean file: every record loaded, none rejected or held."""
+    con.executemany(
+        "insert into ingest.ledger (source, file_path, sha256, size_bytes, rows_in_file, "
+        "rows_loaded, rows_rejected, rows_quarantined, action, run_id, stat_key) "
+        "values (?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?)",
+        [
+            (
+                source.name,
+                c.display,
+                c.facts.sha256,
+                c.facts.size_bytes,
+                c.facts.rows_in_file,
+                c.facts.rows_in_file,
+                c.action,
+                run_id,
+                stat_key(c.before),
+            )
+            for c in clean
+        ],
+    )
