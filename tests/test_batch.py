@@ -17,8 +17,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.conftest import SEEDS, settings_for
-from warehouse.ingest import SourceRefusedError, batch, ingest_source, landing, load
+from tests.conftest import SEEDS, ingest_sources, settings_for
+from warehouse.ingest import batch, landing, load
 from warehouse.ingest.sources import SOURCES, USAGE
 from warehouse.settings import Settings
 
@@ -33,16 +33,6 @@ STATE = {
     "file_totals": "select * from ingest.file_totals",
     "refused": "select source, file_path, problem from ingest.refused_files",
 }
-
-
-def ingest_all(settings: Settings, run_id: str) -> dict[str, str]:
-    refused = {}
-    for name in ("customers", "earnings", "usage"):
-        try:
-            ingest_source(name, run_id, settings)
-        except SourceRefusedError as error:
-            refused |= {r.file_path: r.problem for r in error.refusals}
-    return refused
 
 
 def state(settings: Settings) -> dict[str, list[tuple]]:
@@ -87,11 +77,11 @@ def test_the_fast_path_gives_what_the_per_file_path_gives(tmp_path, monkeypatch)
         return real(con, source, candidate, run_id)
 
     monkeypatch.setattr(load, "load_candidate", spy)
-    refused_fast = ingest_all(fast, "run")
+    refused_fast = ingest_sources(fast, "run")
     usage_one_by_one = sorted(p for p in loaded_one_by_one if p.startswith("spend/"))
     monkeypatch.setattr(batch, "can_batch", lambda source: False)
     monkeypatch.setattr("warehouse.ingest.ingest.can_batch", lambda source: False)
-    refused_slow = ingest_all(slow, "run")
+    refused_slow = ingest_sources(slow, "run")
 
     # The clean months loaded together; every other file was judged row by row.
     assert usage_one_by_one == [
@@ -116,18 +106,18 @@ def test_a_file_whose_stat_is_unchanged_is_not_read_again_and_a_rewritten_one_is
     tmp_path, monkeypatch
 ):
     settings = settings_for(mixed_landing(tmp_path / "landing"), tmp_path / "data")
-    ingest_all(settings, "first")
+    ingest_sources(settings, "first")
     scanned: list[str] = []
     real = load.scan_file
     monkeypatch.setattr(load, "scan_file", lambda path: scanned.append(path.name) or real(path))
 
-    ingest_all(settings, "second")
+    ingest_sources(settings, "second")
     assert scanned == []  # not one byte of an unchanged file hashed again
 
     # The same bytes written again: a new ctime, so it is read, found unchanged by its hash.
     clean = settings.landing_dir / "spend" / "usage_2024_01.csv"
     clean.write_bytes(clean.read_bytes())
-    ingest_all(settings, "third")
+    ingest_sources(settings, "third")
     assert scanned == ["usage_2024_01.csv"]
     with duckdb.connect(str(settings.build_db), read_only=True) as con:
         actions = con.execute(
@@ -141,7 +131,7 @@ def test_a_file_whose_stat_is_unchanged_is_not_read_again_and_a_rewritten_one_is
     clean.write_text(text.replace("cus_tiktok", "cus_walmart", 1)[: len(text)])
     os.utime(clean, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert os.stat(clean).st_size == stat.st_size
-    ingest_all(settings, "fourth")
+    ingest_sources(settings, "fourth")
     with duckdb.connect(str(settings.build_db), read_only=True) as con:
         customers = con.execute(
             "select distinct customer_id from raw.usage "
@@ -284,9 +274,9 @@ def test_a_read_that_fails_for_the_whole_part_loads_each_file_alone(tmp_path, mo
         raise duckdb.InvalidInputException("Invalid Input Error: CSV Error on Line: 2")
 
     monkeypatch.setattr(batch, "_stage", unreadable)
-    refused_failing = ingest_all(failing, "run")
+    refused_failing = ingest_sources(failing, "run")
     monkeypatch.setattr("warehouse.ingest.ingest.can_batch", lambda source: False)
-    refused_alone = ingest_all(alone, "run")
+    refused_alone = ingest_sources(alone, "run")
 
     assert refused_failing == refused_alone
     assert state(failing) == state(alone)

@@ -16,25 +16,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.conftest import SEED_USAGE_ROWS, SEEDS, run_pipeline, settings_for
-from warehouse.ingest import SourceRefusedError, ingest_source
+from tests.conftest import SEED_USAGE_ROWS, SEEDS, ingest_sources, run_pipeline, settings_for
 from warehouse.settings import Settings
 
 HEADER = "usage_date,customer_id,product_line,model,tokens,amount_usd\n"
 CUSTOMERS_HEADER = (
     "customer_id,customer_name,parent_company,industry,segment,hq_country,is_synthetic,source\n"
 )
-
-
-def ingest(settings: Settings, run_id: str = "run") -> dict[str, str]:
-    """Customers, earnings, then usage, as the DAG orders them; the refusals, by file."""
-    refused = {}
-    for name in ("customers", "earnings", "usage"):
-        try:
-            ingest_source(name, run_id, settings)
-        except SourceRefusedError as error:
-            refused |= {r.file_path: r.problem for r in error.refusals}
-    return refused
 
 
 def query(settings: Settings, sql: str, params=None) -> list[tuple]:
@@ -79,14 +67,14 @@ def small(tmp_path) -> Settings:
 def test_a_late_customers_usage_loads_once_the_customer_arrives(small):
     usage = small.landing_dir / "spend" / "usage_2024_03.csv"
     usage.write_text(usage.read_text() + "2024-03-02,cus_newco,azure_openai,gpt-4o,5,7.25\n")
-    ingest(small, "early")
+    ingest_sources(small, "early")
     assert quarantined(small) == [
         ("spend/usage_2024_03.csv", 4, "customer_id is not in customers.csv")
     ]
     assert usage_by_file(small) == {"spend/usage_2024_03.csv": 2}
 
     add_customer(small.landing_dir, "cus_newco")  # the usage file itself is unchanged
-    ingest(small, "late")
+    ingest_sources(small, "late")
 
     assert quarantined(small) == []
     assert usage_by_file(small) == {"spend/usage_2024_03.csv": 3}
@@ -103,7 +91,7 @@ def test_a_duplicate_loads_once_the_file_holding_its_key_is_restated_without_it(
     (spend / "usage_2024_03_late.csv").write_text(
         HEADER + "2024-03-01,cus_walmart,azure_openai,gpt-4o,2000,21.00\n"
     )
-    ingest(small, "first")
+    ingest_sources(small, "first")
     assert quarantined(small) == [
         (
             "spend/usage_2024_03_late.csv",
@@ -115,7 +103,7 @@ def test_a_duplicate_loads_once_the_file_holding_its_key_is_restated_without_it(
     (spend / "usage_2024_03.csv").write_text(
         HEADER + "2024-03-01,cus_tiktok,azure_openai,gpt-4o,1000,10.00\n"
     )
-    ingest(small, "restated")
+    ingest_sources(small, "restated")
 
     assert quarantined(small) == []
     assert usage_by_file(small) == {
@@ -128,10 +116,10 @@ def test_a_duplicate_loads_once_the_file_holding_its_key_is_restated_without_it(
 
 
 def test_a_deleted_file_is_retracted(small):
-    ingest(small, "first")
+    ingest_sources(small, "first")
     (small.landing_dir / "spend" / "usage_2024_03.csv").unlink()
 
-    ingest(small, "after-delete")
+    ingest_sources(small, "after-delete")
 
     assert usage_by_file(small) == {}
     assert query(
@@ -142,13 +130,13 @@ def test_a_deleted_file_is_retracted(small):
 
 
 def test_a_renamed_file_with_a_corrected_amount_is_a_restatement(small):
-    ingest(small, "first")
+    ingest_sources(small, "first")
     spend = small.landing_dir / "spend"
     content = (spend / "usage_2024_03.csv").read_text().replace("20.00", "22.50")
     (spend / "usage_2024_03.csv").unlink()
     (spend / "usage_2024_03_v2.csv").write_text(content)
 
-    assert ingest(small, "renamed") == {}
+    assert ingest_sources(small, "renamed") == {}
 
     assert usage_by_file(small) == {"spend/usage_2024_03_v2.csv": 2}
     assert quarantined(small) == []
@@ -156,11 +144,11 @@ def test_a_renamed_file_with_a_corrected_amount_is_a_restatement(small):
 
 
 def test_a_renamed_file_with_the_same_content_is_not_a_twin(small):
-    ingest(small, "first")
+    ingest_sources(small, "first")
     spend = small.landing_dir / "spend"
     (spend / "usage_2024_03.csv").rename(spend / "usage_2024_03_final.csv")
 
-    assert ingest(small, "renamed") == {}
+    assert ingest_sources(small, "renamed") == {}
     assert usage_by_file(small) == {"spend/usage_2024_03_final.csv": 2}
 
 
@@ -178,7 +166,7 @@ def test_compressed_and_upper_case_names_load_and_other_files_are_listed(small):
     (small.landing_dir / "README.md").write_text("notes\n")
     (spend / ".usage_2024_08.csv.part").write_text(HEADER)
 
-    refused = ingest(small)
+    refused = ingest_sources(small)
 
     assert usage_by_file(small) == {
         "spend/Usage_2024_05.CSV": 1,
@@ -202,7 +190,7 @@ def test_a_usage_file_without_a_valid_month_in_its_name_is_refused(small, name):
         HEADER + "2024-03-05,cus_tiktok,azure_openai,gpt-4o,1,1.00\n"
     )
 
-    refused = ingest(small)
+    refused = ingest_sources(small)
 
     assert refused == {
         f"spend/{name}": "no valid month in the name (expected e.g. usage_2024_03.csv)"
@@ -233,7 +221,7 @@ def test_a_file_with_unreadable_line_breaks_is_refused_in_one_line_and_the_rest_
     # Sorted before the good file: it must not stop it.
     (small.landing_dir / "spend" / "usage_2024_02.csv").write_bytes(content)
 
-    refused = ingest(small)
+    refused = ingest_sources(small)
 
     assert list(refused) == ["spend/usage_2024_02.csv"]
     assert problem in refused["spend/usage_2024_02.csv"]
@@ -256,12 +244,12 @@ def test_a_file_growing_while_it_is_read_is_refused_and_loads_when_complete(smal
         return facts
 
     monkeypatch.setattr(load, "scan_file", scan_then_append)
-    refused = ingest(small, "while-growing")
+    refused = ingest_sources(small, "while-growing")
     monkeypatch.undo()
 
     assert "changed while it was read" in refused["spend/usage_2024_04.csv"]
     assert usage_by_file(small) == {"spend/usage_2024_03.csv": 2}
-    assert ingest(small, "complete") == {}
+    assert ingest_sources(small, "complete") == {}
     assert usage_by_file(small)["spend/usage_2024_04.csv"] == 2
 
 
@@ -286,7 +274,7 @@ def test_bad_reference_rows_are_rejected_with_a_reason(small, row, reason):
     with (small.landing_dir / "customers.csv").open("a") as handle:
         handle.write(row + "\n")
 
-    ingest(small)
+    ingest_sources(small)
 
     assert query(small, "select reason from ingest.rejects where source = 'customers'") == [
         (reason,)
@@ -294,13 +282,13 @@ def test_bad_reference_rows_are_rejected_with_a_reason(small, row, reason):
 
 
 def test_removing_a_customer_who_still_has_usage_is_refused_naming_it(small):
-    ingest(small, "first")
+    ingest_sources(small, "first")
     customers = small.landing_dir / "customers.csv"
     customers.write_text(
         "".join(line for line in customers.open() if not line.startswith("cus_walmart,"))
     )
 
-    refused = ingest(small, "removed")
+    refused = ingest_sources(small, "removed")
 
     assert refused == {
         "customers.csv": "it removes 1 customer_id value(s) that loaded usage rows depend on: "
@@ -312,7 +300,7 @@ def test_removing_a_customer_who_still_has_usage_is_refused_naming_it(small):
     assert usage_by_file(small) == {"spend/usage_2024_03.csv": 2}
 
     customers.unlink()  # the whole file gone: the same refusal, and nothing retracted
-    refused = ingest(small, "deleted")
+    refused = ingest_sources(small, "deleted")
 
     assert refused["customers.csv"].startswith("it is gone, but 2 customer_id value(s)")
     assert query(small, "select count(*) from raw.customers")[0][0] > 0
@@ -339,7 +327,7 @@ def test_inexact_values_are_rejected_never_coerced(small, tokens, amount, reason
         usage.read_text() + f"2024-03-03,cus_tiktok,azure_openai,gpt-4o,{tokens},{amount}\n"
     )
 
-    ingest(small)
+    ingest_sources(small)
 
     assert query(small, "select line_number, reason from ingest.rejects") == [(4, reason)]
     assert usage_by_file(small) == {"spend/usage_2024_03.csv": 2}
@@ -350,7 +338,7 @@ def test_a_control_character_in_a_field_is_rejected(small):
     with usage.open("ab") as handle:
         handle.write(b"2024-03-03,cus_tiktok,azure_openai,gpt\x01-4o,1,1.00\n")
 
-    ingest(small)
+    ingest_sources(small)
 
     assert query(small, "select line_number, reason from ingest.rejects") == [
         (4, "model holds a control character")
@@ -450,7 +438,7 @@ def test_a_failing_dbt_test_is_reported_with_its_offending_rows(small):
     a few of the rows that broke it (its compiled query rerun on the build database)."""
     from warehouse.serve.summary import dbt_failures, format_dbt_failures
 
-    ingest(small)
+    ingest_sources(small)
     small.dbt_target_dir.mkdir(parents=True)
     (small.dbt_target_dir / "run_results.json").write_text(
         json.dumps(
