@@ -27,6 +27,8 @@ import duckdb
 
 from warehouse.ingest.landing import file_month
 from warehouse.ingest.load import (
+    FILE_TOTALS,
+    LEDGER_INSERT,
     Candidate,
     FileResult,
     Known,
@@ -232,8 +234,7 @@ def _append_clean(
             {"run_id": run_id, **files},
         )
         con.execute(
-            "insert into ingest.file_totals select $source, file, "
-            "date_trunc('month', usage_date)::date, product_line, count(*), sum(amount_usd) "
+            f"insert into ingest.file_totals select $source, file, {FILE_TOTALS} "
             f"from {staged} group by all",
             {"source": source.name, **files},
         )
@@ -249,9 +250,7 @@ def _write_ledger_entries(
 ) -> None:
     """One ledger entry per clean file: every record loaded, none rejected or held."""
     con.executemany(
-        "insert into ingest.ledger (source, file_path, sha256, size_bytes, rows_in_file, "
-        "rows_loaded, rows_rejected, rows_quarantined, action, run_id, stat_key) "
-        "values (?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?)",
+        LEDGER_INSERT + "values (?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?)",
         [
             (
                 source.name,

@@ -105,6 +105,15 @@ CURRENT_FILES_SQL = """
     qualify row_number() over (partition by file_path order by loaded_at desc) = 1
 """
 
+# A ledger entry's columns (`loaded_at` is the time of the write).
+LEDGER_INSERT = (
+    "insert into ingest.ledger (source, file_path, sha256, size_bytes, rows_in_file, "
+    "rows_loaded, rows_rejected, rows_quarantined, action, run_id, stat_key) "
+)
+# What a usage file's rows contribute, by month and product line: `ingest.file_totals` after
+# its source and file, from rows with `usage_date`, `product_line` and `amount_usd`.
+FILE_TOTALS = "date_trunc('month', usage_date)::date, product_line, count(*), sum(amount_usd)"
+
 # What reading a broken file raises: bad gzip streams, undecodable text, a malformed header.
 UNREADABLE = (gzip.BadGzipFile, EOFError, zlib.error, UnicodeError, csv.Error)
 
@@ -180,8 +189,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         # A build database from before the file totals: what each loaded file contributed is
         # what raw holds from it.
         con.execute(
-            "insert into ingest.file_totals select 'usage', _source_file, "
-            "date_trunc('month', usage_date)::date, product_line, count(*), sum(amount_usd) "
+            f"insert into ingest.file_totals select 'usage', _source_file, {FILE_TOTALS} "
             "from raw.usage group by all"
         )
 
@@ -467,9 +475,7 @@ def retract_missing(
             for table, column in _file_tables(source):
                 con.execute(f"delete from {table} where {column} = ?", [path])
             con.execute(
-                "insert into ingest.ledger (source, file_path, sha256, size_bytes, rows_in_file, "
-                "rows_loaded, rows_rejected, rows_quarantined, action, run_id) "
-                "values (?, ?, ?, 0, 0, 0, 0, 0, 'retracted', ?)",
+                LEDGER_INSERT + "values (?, ?, ?, 0, 0, 0, 0, 0, 'retracted', ?, null)",
                 [source.name, path, known.sha256, run_id],
             )
             con.execute("commit")
@@ -682,8 +688,7 @@ def _replace_file_rows(
             )
         if source.monthly:
             con.execute(
-                "insert into ingest.file_totals select $source, $file, "
-                "date_trunc('month', usage_date)::date, product_line, count(*), sum(amount_usd) "
+                f"insert into ingest.file_totals select $source, $file, {FILE_TOTALS} "
                 "from _checked where _reason is null group by all",
                 {"source": source.name, "file": display},
             )
@@ -709,9 +714,7 @@ def _write_ledger(
     quarantine = quarantine_table(source)
     held = f"(select count(*) from {quarantine} where _source_file = $file)" if quarantine else "0"
     con.execute(
-        "insert into ingest.ledger (source, file_path, sha256, size_bytes, rows_in_file, "
-        "rows_loaded, rows_rejected, rows_quarantined, action, run_id, stat_key) "
-        f"select $source, $file, $sha, $size, $rows, "
+        LEDGER_INSERT + "select $source, $file, $sha, $size, $rows, "
         f"(select count(*) from raw.{source.table} where _source_file = $file), "
         f"(select count(*) from ingest.rejects where file_path = $file) + {held}, {held}, "
         "$action, $run_id, $stat_key",
@@ -841,9 +844,7 @@ def reevaluate(con: duckdb.DuckDBPyConnection, source: Source, run_id: str) -> l
             ).fetchone()
             quarantined_sql = f"(select count(*) from {quarantine} where _source_file = $file)"
             con.execute(
-                "insert into ingest.ledger (source, file_path, sha256, size_bytes, rows_in_file, "
-                "rows_loaded, rows_rejected, rows_quarantined, action, run_id, stat_key) "
-                f"select $source, $file, $sha, $size, $rows, "
+                LEDGER_INSERT + "select $source, $file, $sha, $size, $rows, "
                 f"(select count(*) from raw.{source.table} where _source_file = $file), "
                 f"(select count(*) from ingest.rejects where file_path = $file) + "
                 f"{quarantined_sql}, {quarantined_sql}, 're-evaluated', $run_id, $stat_key",
