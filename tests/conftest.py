@@ -123,6 +123,21 @@ def free_ports(count: int) -> list[int]:
         return [probe.getsockname()[1] for probe in probes]
 
 
+def own_airflow(settings: Settings, home: Path) -> Settings:
+    """`settings` with an Airflow of its own: `home`, free ports for its API and log servers,
+    and passwords generated on start."""
+    api_port, worker_log_port, trigger_log_port = free_ports(3)
+    return dataclasses.replace(
+        settings,
+        airflow_home=home,
+        airflow_port=api_port,
+        airflow_worker_log_port=worker_log_port,
+        airflow_trigger_log_port=trigger_log_port,
+        airflow_password=None,
+        airflow_viewer_password=None,
+    )
+
+
 @pytest.fixture
 def stack_home():
     """A short (the PostgreSQL socket's path is bounded), private Airflow home for `make up`'s

@@ -22,7 +22,12 @@ import duckdb
 import psutil
 import pytest
 
-from tests.conftest import REPO, assert_marts_equal_the_floor, free_ports, settings_for
+from tests.conftest import (
+    REPO,
+    assert_marts_equal_the_floor,
+    own_airflow,
+    settings_for,
+)
 from warehouse.runtime.lock import LockHeldError, hold_data_lock, read_holder
 from warehouse.settings import Settings
 
@@ -664,22 +669,13 @@ def test_a_scheduled_run_and_make_run_on_one_data_folder_take_turns(
     """`make up`'s scheduler (its own Airflow home, each task its own process) and a `make run`
     (another Airflow home) on the same data folder: whoever comes second waits for the lock,
     saying for whom; both runs succeed, no DuckDB lock error anywhere, marts equal the floor."""
-    import dataclasses
 
     from tests.test_faults import restate_and_add_a_month
     from warehouse.runtime import services
     from warehouse.settings import DAG_ID
 
     restate_and_add_a_month(published.landing_dir)
-    api_port, worker_log_port, trigger_log_port = free_ports(3)
-    up = dataclasses.replace(
-        published,
-        airflow_home=stack_home,
-        airflow_port=api_port,
-        airflow_worker_log_port=worker_log_port,
-        airflow_trigger_log_port=trigger_log_port,
-        airflow_password=None,
-    )
+    up = own_airflow(published, stack_home)
     stack = services.start(up)
     try:
         client = services.ApiClient(stack.url, services.USERNAME, services.ensure_password(up))

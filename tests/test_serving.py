@@ -28,7 +28,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from tests.conftest import REPO, free_ports, settings_for
+from tests.conftest import REPO, own_airflow, settings_for
 from warehouse.runtime import processes, services
 from warehouse.runtime.postgres import Cluster
 from warehouse.settings import DAG_ID, REPORT_DAG_ID, Settings
@@ -141,16 +141,7 @@ def test_scheduler_runs_the_pipeline_publishes_and_every_client_reads(
     # Start from a published warehouse, so that readers have one during the whole run; the
     # services get their own Airflow home and ports, and no passwords (they are generated).
     home = stack_home
-    api_port, worker_log_port, trigger_log_port = free_ports(3)
-    settings = dataclasses.replace(
-        settings_for(published.landing_dir, published.data_dir),
-        airflow_home=home,
-        airflow_port=api_port,
-        airflow_worker_log_port=worker_log_port,
-        airflow_trigger_log_port=trigger_log_port,
-        airflow_password=None,
-        airflow_viewer_password=None,
-    )
+    settings = own_airflow(settings_for(published.landing_dir, published.data_dir), home)
     cluster = Cluster.of(home)
     data_dir = settings.data_dir
     previous = json.loads(settings.manifest.read_text())
@@ -231,13 +222,13 @@ def test_scheduler_runs_the_pipeline_publishes_and_every_client_reads(
 
     # A shared machine: local listeners only, configured ports, a one-line refusal when taken.
     assert listeners == {
-        ("127.0.0.1", api_port),
-        ("127.0.0.1", worker_log_port),
-        ("127.0.0.1", trigger_log_port),
+        ("127.0.0.1", settings.airflow_port),
+        ("127.0.0.1", settings.airflow_worker_log_port),
+        ("127.0.0.1", settings.airflow_trigger_log_port),
     }
     assert str(taken.value) == (
-        f"port {api_port} on 127.0.0.1 is taken by another program: it is for the Airflow API "
-        "and UI (WAREHOUSE_AIRFLOW_PORT); set that variable to a free port"
+        f"port {settings.airflow_port} on 127.0.0.1 is taken by another program: it is for the "
+        "Airflow API and UI (WAREHOUSE_AIRFLOW_PORT); set that variable to a free port"
     )
     assert not (tmp_path / "second").exists()  # nothing of the refused stack was started
 
