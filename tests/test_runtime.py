@@ -199,6 +199,25 @@ def test_the_runs_work_for_later_tasks_starts_while_dbt_runs(tmp_path, monkeypat
     assert warmup.start() is None  # nothing left registered after the run
 
 
+def test_the_run_leaves_the_audits_imports_for_the_wait_on_dbt(tmp_path):
+    """What `warehouse run` imports before its DAG runs (Airflow, the run, the summary it
+    prints) holds neither pandas nor Great Expectations: they are imported while dbt builds,
+    not before the first task (pandas alone is about 1.5 s)."""
+    script = tmp_path / "imports.py"  # a file, not `-c`: see benchmarks/stages.py
+    script.write_text(
+        "import json, sys\n"
+        "import airflow\n"
+        "from warehouse.runtime.run import run_once\n"
+        "from warehouse.serve.summary import build_summary, format_summary\n"
+        "print(json.dumps([m for m in ('pandas', 'great_expectations') if m in sys.modules]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)], check=True, capture_output=True, text=True, cwd=REPO
+    )
+
+    assert json.loads(result.stdout.splitlines()[-1]) == []
+
+
 def test_the_transform_task_skips_lineage_nobody_emits():
     """No OpenLineage provider is installed: Cosmos's post-build parse of dbt's artifacts
     for lineage events (~0.5 s a build) is skipped."""

@@ -8,11 +8,15 @@ the rows loaded plus those quarantined plus those rejected, and every dollar the
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import duckdb
-import pandas as pd
 
 from warehouse.ingest.landing import display_path, take_inventory
 from warehouse.settings import Settings
+
+if TYPE_CHECKING:  # pandas is imported when used: the run's summary imports this module
+    import pandas as pd
 
 FIGURES_SQL = """
 with current_files as (
@@ -37,6 +41,8 @@ select
 
 def landing_now(settings: Settings) -> pd.DataFrame:
     """Every file of a source in the landing folder now, with its size in bytes."""
+    import pandas as pd
+
     inventory = take_inventory(settings.landing_dir)
     paths = [path for files in inventory.files.values() for path in files]
     return pd.DataFrame(
