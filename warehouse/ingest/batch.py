@@ -195,12 +195,15 @@ def _stage(con: duckdb.DuckDBPyConnection, source: Source, candidates: list[Cand
 
 def _files_with_repeated_keys(con: duckdb.DuckDBPyConnection, source: Source) -> set[int]:
     """The staged files in which a key repeats (a key cannot repeat across them: each holds
-    its own month)."""
+    its own month). A key's 64-bit hash stands for it, which halves the cost of grouping by
+    four columns; two keys sharing a hash (well under one file in a million at 4M rows each)
+    only send their file to the per-file path, which compares the keys themselves."""
     key = ", ".join(source.key)
     return {
         file_id
         for (file_id,) in con.execute(
-            f"select distinct file_id from _staged group by file_id, {key} having count(*) > 1"
+            f"select distinct file_id from _staged group by file_id, hash({key}) "
+            "having count(*) > 1"
         ).fetchall()
     }
 
