@@ -28,6 +28,7 @@ from tests.conftest import (
     own_airflow,
     settings_for,
 )
+from warehouse.runtime.children import launcher_command
 from warehouse.runtime.lock import LockHeldError, hold_data_lock, read_holder
 from warehouse.settings import Settings
 
@@ -125,6 +126,142 @@ def test_a_launched_child_dies_with_its_parent_and_its_project_copy_is_removed(t
     waited = wait_until(lambda: gone(launcher) and gone(child), timeout=5)
     assert waited < 2
     assert not copy.exists()
+
+
+# --- dbt imported ahead: the fork server (warehouse.runtime.forkserver) -------------------------
+
+SERVED = "served-program"  # the program the test server stands for (its console script)
+
+
+@contextlib.contextmanager
+def served_program():
+    """A fork server for `tests.served:main`, registered in this process as `warehouse run`
+    registers dbt's."""
+    from warehouse.runtime import forkserver
+
+    with forkserver.serving(
+        Path(SERVED), "tests.served:main", env={**os.environ, "PYTHONPATH": str(REPO)}
+    ):
+        yield forkserver.address([SERVED])
+
+
+def launched(report: str) -> dict:
+    return json.loads(report.strip().splitlines()[0])
+
+
+def test_a_served_program_runs_as_its_console_script_would(tmp_path):
+    """Through the launcher and the fork server, a program gets its own command line,
+    environment, working folder and standard streams, and its exit status is the launcher's;
+    it is the server's copy, not a process the launcher started. Another program, or one
+    whose server does not answer, the launcher starts itself."""
+    from warehouse.runtime import forkserver
+
+    env = {**os.environ, "SERVED_MARK": "from the task", "PYTHONPATH": str(REPO)}
+    other = [sys.executable, "-c", "import sys; from tests.served import main; sys.exit(main())"]
+
+    def launch(command, server=None):
+        server = server or forkserver.address(command)
+        return subprocess.run(
+            launcher_command(command, server=server),
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    with served_program():
+        served, not_served = launch([SERVED, "3", "x y"]), launch([*other, "4"])
+    unanswered = launch([*other, "5"], server=tmp_path / "no-server.sock")
+
+    report = launched(served.stdout)
+    assert served.returncode == 3, served.stderr
+    assert report["argv"] == [SERVED, "3", "x y"]
+    assert (report["cwd"], report["mark"]) == (str(tmp_path), "from the task")
+    assert report["session_leader"]  # the server's copy, in a session of its own
+    assert report["name"] == SERVED[:15]  # named for its program in ps, not `python`
+    for result, code in ((not_served, 4), (unanswered, 5)):
+        assert result.returncode == code, result.stderr
+        assert launched(result.stdout)["argv"][1:] == [str(code)]
+        assert not launched(result.stdout)["session_leader"]  # the launcher's own child
+
+
+def test_the_transform_task_starts_dbt_from_the_runs_fork_server(tmp_path, monkeypatch):
+    """The operator hands the served program to the run's server: the copy that runs it is not
+    the launcher's child, and its output and status are the task's."""
+    import airflow  # noqa: F401
+
+    monkeypatch.setenv("WAREHOUSE_DATA_DIR", str(tmp_path))
+    operator = transform_operator()
+    with served_program():
+        result = operator.run_subprocess([SERVED, "0"], dict(os.environ), str(tmp_path))
+    launcher = operator.subprocess_hook.sub_process.pid
+
+    assert result.exit_code == 0
+    report = launched(result.full_output[0])
+    assert report["cwd"] == str(tmp_path)
+    assert report["ppid"] != launcher
+
+
+SERVED_PARENT = """
+import json, os, subprocess, sys, time
+sys.path.insert(0, os.getcwd())
+from tests.test_runtime import SERVED, served_program
+from warehouse.runtime.children import launcher_command
+with served_program() as server:
+    process = subprocess.Popen(
+        launcher_command([SERVED, "sleep"], sys.argv[1], sys.argv[2], server),
+        start_new_session=True, stdout=subprocess.PIPE, text=True,
+    )
+    print(process.pid, flush=True)
+    print(process.stdout.readline().strip(), flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_served_program_dies_with_the_task_and_its_project_copy_is_removed(tmp_path):
+    """SIGKILL of the task's process group (the server's parent and the launcher's): the served
+    copy (in a session of its own) ends too, and the project copy goes."""
+    copy = tmp_path / "tmpcosmos"
+    copy.mkdir()
+    (copy / "dbt_project.yml").write_text("name: copy\n")
+    parent = subprocess.Popen(
+        [sys.executable, "-c", SERVED_PARENT, str(tmp_path / ".children.lock"), str(copy)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    launcher = int(parent.stdout.readline())
+    child = launched(parent.stdout.readline())["pid"]
+    assert os.getsid(child) == child  # out of reach of killpg, as Cosmos's dbt is
+
+    os.killpg(parent.pid, signal.SIGKILL)
+    parent.wait()
+
+    waited = wait_until(lambda: gone(launcher) and gone(child), timeout=5)
+    assert waited < 2
+    assert not copy.exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["term", "int"])
+def test_a_signal_to_the_launchers_group_reaches_the_served_program(tmp_path, signum):
+    """Cosmos's on_kill and the operator's stop signal the launcher's process group; the served
+    copy is in a session of its own, so the launcher forwards them, SIGINT included."""
+    with served_program() as server:
+        launcher = subprocess.Popen(
+            launcher_command([SERVED, "sleep"], server=server),
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        child = launched(launcher.stdout.readline())["pid"]
+        os.killpg(launcher.pid, signum)
+        code = launcher.wait(timeout=10)
+
+    assert gone(child)
+    assert code == 128 + signum
 
 
 def transform_operator():
@@ -592,10 +729,12 @@ def start_run(settings: Settings, **extra: str) -> subprocess.Popen:
 
 
 def dbt_processes(data_dir: Path) -> list[psutil.Process]:
+    """dbt started by its launcher (`dbt` in its command line) or by the run's fork server
+    (named `dbt`, with the server's command line)."""
     return [
         p
         for p in processes_using(data_dir)
-        if any(Path(part).name == "dbt" for part in p.cmdline()[:3])
+        if any(Path(part).name == "dbt" for part in p.cmdline()[:3]) or p.name() == "dbt"
     ]
 
 

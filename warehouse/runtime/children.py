@@ -34,6 +34,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,6 +43,8 @@ from warehouse.settings import DBT_PROJECT_DIR
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 # How long a child is given to end after SIGTERM before SIGKILL.
 TERM_GRACE_SECONDS = 10.0
+# How long the loss of the fork server may precede the news of the parent's death.
+SERVER_LOSS_GRACE_SECONDS = 1.0
 
 
 def die_with_parent(sig: int = signal.SIGKILL) -> None:
@@ -58,14 +61,18 @@ def launcher_command(
     command: Sequence[str],
     hold: Path | None = None,
     project_copy: str | os.PathLike | None = None,
+    server: Path | None = None,
 ) -> list[str]:
     """`command` run through the launcher, by this Python (holding `hold` shared while it
-    lives, removing `project_copy` if its parent dies first)."""
+    lives, removing `project_copy` if its parent dies first; started by the fork server at
+    `server` when it answers: `warehouse.runtime.forkserver`)."""
     wrapped = [sys.executable, "-m", "warehouse.runtime.children"]
     if hold is not None:
         wrapped += ["--hold", str(hold)]
     if project_copy is not None:
         wrapped += ["--project-copy", str(project_copy)]
+    if server is not None:
+        wrapped += ["--server", str(server)]
     return [*wrapped, "--", *command]
 
 
@@ -94,9 +101,12 @@ def _is_project_copy(path: Path) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from warehouse.runtime import forkserver  # which imports this module's die_with_parent
+
     parser = argparse.ArgumentParser(prog="python -m warehouse.runtime.children")
     parser.add_argument("--hold", type=Path, help="lock file to hold shared while it lives")
     parser.add_argument("--project-copy", type=Path, help="remove it if the parent dies")
+    parser.add_argument("--server", type=Path, help="a fork server to start the command")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -119,30 +129,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         fcntl.flock(hold, fcntl.LOCK_SH)  # inherited by the child: released when both are gone
         held = (hold,)
 
-    child: subprocess.Popen | None = None
+    child: subprocess.Popen | forkserver.ServedChild | None = None
 
     def forward(signum, _frame) -> None:
         if parent_died():
             orphaned["yes"] = True
             if child is not None and child.poll() is None:
                 child.kill()  # nobody waits for its result: stop writing at once
-        elif signum != signal.SIGINT and child is not None and child.poll() is None:
-            # SIGINT comes to the whole group (Cosmos's on_kill, a terminal), the child
-            # included: forwarded, dbt would see a second Ctrl-C and skip its clean-up.
+        elif child is not None and child.poll() is None and not reached_by_group(signum):
             child.send_signal(signum)
+
+    def reached_by_group(signum: int) -> bool:
+        # SIGINT comes to the whole group (Cosmos's on_kill, a terminal), a child started here
+        # included: forwarded, dbt would see a second Ctrl-C and skip its clean-up. A served
+        # child is in a session of its own, which only this process reaches.
+        return signum == signal.SIGINT and not isinstance(child, forkserver.ServedChild)
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, forward)
 
-    child = subprocess.Popen(
-        command,
-        preexec_fn=lambda: die_with_parent(signal.SIGKILL),
-        pass_fds=held,
-    )
+    if args.server is not None:
+        child = forkserver.start(args.server, command, held)
+    if child is None:
+        child = subprocess.Popen(
+            command,
+            preexec_fn=lambda: die_with_parent(signal.SIGKILL),
+            pass_fds=held,
+        )
     if parent_died():  # it died while the child was starting
         orphaned["yes"] = True
         child.kill()
     returncode = child.wait()
+    if getattr(child, "server_lost", False):
+        # The server dies with the task's process, and its loss can reach this process a
+        # moment before that death does (the kernel signals a dead parent's children in turn).
+        deadline = time.monotonic() + SERVER_LOSS_GRACE_SECONDS
+        while not parent_died() and time.monotonic() < deadline:
+            time.sleep(0.01)
     if parent_died() and args.project_copy and _is_project_copy(args.project_copy):
         shutil.rmtree(args.project_copy, ignore_errors=True)
     for fd in held:

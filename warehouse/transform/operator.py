@@ -9,7 +9,9 @@ Cosmos runs dbt in a new session from a temporary copy of the project. This subc
 - stops dbt's process group whenever the task's call to dbt ends without dbt having ended (a
   task timeout, an interrupt), before the task ends or retries;
 - starts the run's work for later tasks while it waits for dbt (`warehouse.runtime.warmup`:
-  under `warehouse run`, the audit's imports).
+  under `warehouse run`, the audit's imports);
+- has dbt started by the run's fork server when there is one (`warehouse.runtime.forkserver`:
+  under `warehouse run`, dbt imported while the first tasks ran).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 from cosmos.operators.local import DbtBuildLocalOperator
 
-from warehouse.runtime import warmup
+from warehouse.runtime import forkserver, warmup
 from warehouse.runtime.children import launcher_command, stop_group
 from warehouse.runtime.lock import hold_data_lock
 from warehouse.settings import Settings
@@ -36,7 +38,8 @@ class OwnedDbtBuildOperator(DbtBuildLocalOperator):
         hold = Settings.from_env().children_lock
         warmup.start()  # this thread now waits for dbt; the other core is free
         try:
-            return super().run_subprocess(launcher_command(command, hold, cwd), env, cwd, **kwargs)
+            launcher = launcher_command(command, hold, cwd, forkserver.address(command))
+            return super().run_subprocess(launcher, env, cwd, **kwargs)
         finally:
             stop_group(self.subprocess_hook.sub_process)
 
