@@ -12,6 +12,10 @@ UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 include quiet.env
 export $(shell sed -n 's/^\([A-Z_][A-Z0-9_]*\)=.*/\1/p' quiet.env)
 export UV_PYTHON_DOWNLOADS := never
+# Bytecode is compiled once, at install: a Python that does not write it (PYTHONDONTWRITEBYTECODE,
+# a read-only venv) otherwise compiles every module it imports, in every process it starts
+# (Airflow, dbt, GX: seconds of each run).
+export UV_COMPILE_BYTECODE := 1
 
 # Debian packages come through apt, with sudo unless we are root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
