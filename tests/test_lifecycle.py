@@ -433,6 +433,31 @@ def test_reconciliation_fails_on_lingering_rows_and_on_missing_late_revenue(publ
     assert "cus_tiktok is in customers.csv now" in failed["reconcile_quarantine"]
 
 
+@pytest.mark.slow
+def test_a_mart_that_shrank_or_exploded_since_the_last_publish_stops_the_publish(published):
+    """Each mart's row count must lie within bounds of the previous publish's (at least 95%,
+    at most twice): a lost year of customer months, or customers loaded four times over,
+    fail validation, and the checks name the counts."""
+    from warehouse.audit.expectations import validate
+    from warehouse.publish import read_manifest
+
+    previous = read_manifest(published)["row_counts"]
+    with duckdb.connect(str(published.build_db)) as con:
+        con.execute("delete from marts.fct_customer_monthly_spend where month < date '2024-01-01'")
+        for _ in range(2):
+            con.execute("insert into marts.dim_customers select * from marts.dim_customers")
+        shrunk = con.execute("select count(*) from marts.fct_customer_monthly_spend").fetchone()
+
+    report = validate(published, run_id="tampered", previous_manifest=read_manifest(published))
+
+    failed = {check.suite: check for check in report.failures}
+    assert set(failed) >= {"fct_customer_monthly_spend", "dim_customers"}  # and the money lost
+    assert failed["fct_customer_monthly_spend"].observed == str(shrunk[0])
+    assert failed["dim_customers"].observed == str(4 * previous["dim_customers"])
+    for suite in ("fct_customer_monthly_spend", "dim_customers"):
+        assert "previous publish" in failed[suite].rule
+
+
 def test_a_failing_dbt_test_is_reported_with_its_offending_rows(small):
     """What `warehouse run` prints when the transform fails: each failing test, its message and
     a few of the rows that broke it (its compiled query rerun on the build database)."""
