@@ -434,6 +434,25 @@ def test_reconciliation_fails_on_lingering_rows_and_on_missing_late_revenue(publ
 
 
 @pytest.mark.slow
+def test_data_docs_render_each_validation_once(published):
+    """A validation renders its own pages and the index, never again the pages of earlier
+    validations, which GX would otherwise re-render on every run (a cost growing with each)."""
+    from warehouse.audit.expectations import validate
+
+    site = published.data_docs.parent
+    validate(published, run_id="first")
+    earlier = {page: page.stat().st_mtime_ns for page in (site / "validations").rglob("*.html")}
+
+    validate(published, run_id="second")
+
+    pages = set((site / "validations").rglob("*.html"))
+    assert earlier and len(pages) > len(earlier)  # the second validation's pages were added
+    assert {page: page.stat().st_mtime_ns for page in earlier} == earlier  # none re-rendered
+    index = published.data_docs.read_text()
+    assert all(page.parent.name in index for page in pages)  # the index lists every one
+
+
+@pytest.mark.slow
 def test_a_mart_that_shrank_or_exploded_since_the_last_publish_stops_the_publish(published):
     """Each mart's row count must lie within bounds of the previous publish's (at least 95%,
     at most twice): a lost year of customer months, or customers loaded four times over,
