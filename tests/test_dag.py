@@ -196,11 +196,15 @@ def test_dag_run_with_a_refused_file_fails_and_names_it(airflow_home, settings):
 def test_a_failing_dbt_test_fails_its_models_task_and_skips_the_models_after_it(published):
     """One dbt build, yet each model's own outcome: the model whose test fails is a failed task,
     the models dbt skipped after it are skipped tasks, the others succeed; the run fails and
-    publishes nothing (the transform failed)."""
+    publishes nothing (the transform failed). Fixed, the next run on the same data folder (dbt
+    starts from its partial parse) shows every model's task a success."""
+    customer = "(select min(customer_id) from raw.customers)"
     with duckdb.connect(str(published.build_db)) as con:  # a customer without a parent company
+        (parent,) = con.execute(
+            f"select parent_company from raw.customers where customer_id = {customer}"
+        ).fetchone()
         con.execute(
-            "update raw.customers set parent_company = null "
-            "where customer_id = (select min(customer_id) from raw.customers)"
+            f"update raw.customers set parent_company = null where customer_id = {customer}"
         )
 
     run = run_pipeline(published, "failing-model")
@@ -233,6 +237,17 @@ def test_a_failing_dbt_test_fails_its_models_task_and_skips_the_models_after_it(
         "not_null_stg_raw__customers_parent_company (fail, 1 failing row)"
     ) in log
     assert "model dim_customers was not built: dbt skipped it after a failure upstream" in log
+
+    with duckdb.connect(str(published.build_db)) as con:
+        con.execute(
+            f"update raw.customers set parent_company = ? where customer_id = {customer}", [parent]
+        )
+    fixed = run_pipeline(published, "fixed-model")
+
+    assert fixed.succeeded
+    assert {t: s for t, s in fixed.task_states.items() if t.startswith("model[")} == {
+        f"model[{name}]": "success" for name in MODELS | TESTED_SOURCES
+    }
 
 
 def test_engine_is_configuration_the_same_dag_on_spark():

@@ -57,9 +57,13 @@ UNIT_TESTS = {
 SOURCES = {"source.p.raw.a": {"source_name": "raw", "name": "a"}}
 
 
-def write_build(target, results: list[tuple[str, str]], build: str | None = BUILD) -> None:
-    """Artifacts shaped as dbt writes them, for a build with these (node, status) results."""
-    metadata = {"env": {BUILD_KEY: build} if build else {}}
+def write_build(
+    target, results: list[tuple[str, str]], build: str | None = BUILD, manifest_of: str = "i1"
+) -> None:
+    """Artifacts shaped as dbt writes them, for a build with these (node, status) results and
+    the manifest of dbt invocation `manifest_of` (the build's own is i1). As after a partial
+    parse, the manifest's env is an earlier build's."""
+    metadata = {"invocation_id": "i1", "env": {BUILD_KEY: build} if build else {}}
     target.mkdir(parents=True, exist_ok=True)
     rows = [
         {
@@ -74,7 +78,8 @@ def write_build(target, results: list[tuple[str, str]], build: str | None = BUIL
     ]
     (target / RUN_RESULTS).write_text(json.dumps({"metadata": metadata, "results": rows}))
     manifest = {"nodes": MANIFEST_NODES, "unit_tests": UNIT_TESTS, "sources": SOURCES}
-    (target / MANIFEST).write_text(json.dumps({"metadata": metadata, **manifest}))
+    manifest_metadata = {"invocation_id": manifest_of, "env": {BUILD_KEY: "an earlier build"}}
+    (target / MANIFEST).write_text(json.dumps({"metadata": manifest_metadata, **manifest}))
 
 
 def by_name(nodes: list[dict]) -> dict[str, dict]:
@@ -162,6 +167,13 @@ def test_results_of_another_build_are_refused(tmp_path, written_by, asked_for, r
 
     with pytest.raises(NoResults, match=re.escape(reason)):
         node_results(tmp_path, asked_for)
+
+
+def test_a_manifest_of_another_build_is_refused(tmp_path):
+    write_build(tmp_path, [("model.p.stg_a", "success")], manifest_of="i2")
+
+    with pytest.raises(NoResults, match="is not the manifest of"):
+        node_results(tmp_path, BUILD)
 
 
 def test_a_build_that_wrote_no_results_has_none(tmp_path):

@@ -9,9 +9,10 @@ DuckDB and Spark, into the data folder's target folder (`Settings.dbt_target_dir
 
 A build is marked so that its results are never mistaken for an older build's: the transform
 task removes `run_results.json` before dbt starts and gives dbt a build id (`BUILD_ENV`), which
-dbt writes into both artifacts' `metadata.env` (every `DBT_ENV_CUSTOM_ENV_*` variable). Results
-without this run's id (the build died before writing them, the transform never started, or
-another run on the data folder has built since) are refused, never reported.
+dbt writes into the run results' `metadata.env` (every `DBT_ENV_CUSTOM_ENV_*` variable); the
+manifest must carry the same dbt invocation id. Results without this run's id (the build died
+before writing them, the transform never started, or another run on the data folder has built
+since) are refused, never reported.
 """
 
 from __future__ import annotations
@@ -50,14 +51,20 @@ def node_results(target_dir: Path, build: str | None) -> list[dict]:
             "(see the transform task's log)"
         )
     run = json.loads(results_file.read_text())
+    written_by = run["metadata"].get("env", {}).get(BUILD_KEY)
+    if written_by != build:
+        raise NoResults(
+            f"{results_file} is not this run's build ({written_by or 'no build id'}, "
+            f"not {build}): another run on this data folder has built since"
+        )
+    # The manifest's metadata.env may be an earlier build's (dbt keeps it from the partial
+    # parse it starts from); its invocation id is always the build's that wrote it.
     manifest = json.loads((target_dir / MANIFEST).read_text())
-    for name, document in ((RUN_RESULTS, run), (MANIFEST, manifest)):
-        written_by = document["metadata"].get("env", {}).get(BUILD_KEY)
-        if written_by != build:
-            raise NoResults(
-                f"{target_dir / name} is not this run's build ({written_by or 'no build id'}, "
-                f"not {build}): another run on this data folder has built since"
-            )
+    if manifest["metadata"]["invocation_id"] != run["metadata"]["invocation_id"]:
+        raise NoResults(
+            f"{target_dir / MANIFEST} is not the manifest of {results_file}'s build: another "
+            "run on this data folder has built since"
+        )
     return _per_node(run["results"], manifest)
 
 
