@@ -182,3 +182,13 @@ def test_a_build_that_wrote_no_results_has_none(tmp_path):
 
     with pytest.raises(NoResults, match="ended before writing it"):
         node_results(tmp_path, BUILD)
+
+
+def test_results_being_rewritten_by_another_build_are_refused(tmp_path):
+    """dbt writes its artifacts in place: another build's half-written file is not this one's."""
+    write_build(tmp_path, [("model.p.stg_a", "success")])
+    text = (tmp_path / RUN_RESULTS).read_text()
+    (tmp_path / RUN_RESULTS).write_text(text[: len(text) // 2])
+
+    with pytest.raises(NoResults, match="is being rewritten by another build"):
+        node_results(tmp_path, BUILD)

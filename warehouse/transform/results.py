@@ -50,7 +50,7 @@ def node_results(target_dir: Path, build: str | None) -> list[dict]:
             f"{results_file} is missing: this run's dbt build ended before writing it "
             "(see the transform task's log)"
         )
-    run = json.loads(results_file.read_text())
+    run = _read(results_file)
     written_by = run["metadata"].get("env", {}).get(BUILD_KEY)
     if written_by != build:
         raise NoResults(
@@ -59,13 +59,22 @@ def node_results(target_dir: Path, build: str | None) -> list[dict]:
         )
     # The manifest's metadata.env may be an earlier build's (dbt keeps it from the partial
     # parse it starts from); its invocation id is always the build's that wrote it.
-    manifest = json.loads((target_dir / MANIFEST).read_text())
+    manifest = _read(target_dir / MANIFEST)
     if manifest["metadata"]["invocation_id"] != run["metadata"]["invocation_id"]:
         raise NoResults(
             f"{target_dir / MANIFEST} is not the manifest of {results_file}'s build: another "
             "run on this data folder has built since"
         )
     return _per_node(run["results"], manifest)
+
+
+def _read(path: Path) -> dict:
+    """An artifact; dbt writes them in place, so one that cannot be read is being rewritten by
+    another build (this build's dbt has ended)."""
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError) as error:
+        raise NoResults(f"{path} is being rewritten by another build ({error})") from error
 
 
 def _per_node(results: list[dict], manifest: dict) -> list[dict]:
