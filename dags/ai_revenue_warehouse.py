@@ -86,7 +86,7 @@ def transform_results(ti=None) -> list[dict]:
 
     build = ti.xcom_pull(task_ids="transform", key=BUILD_XCOM)
     try:
-        nodes = node_results(Settings.from_env().dbt_target_dir, build)
+        nodes = node_results(Settings.from_env(), build)
     except NoResults as missing:
         raise AirflowSkipException(f"no per-model results: {missing}") from missing
     print(f"dbt build {build}: {len(nodes)} models, seeds, snapshots and tested sources")

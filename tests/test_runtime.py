@@ -214,10 +214,10 @@ def test_the_last_builds_run_results_are_gone_before_dbt_starts(settings, monkey
     artifacts."""
     import airflow  # noqa: F401
 
-    from warehouse.transform.results import BUILD_ENV, BUILD_XCOM, RUN_RESULTS
+    from warehouse.transform.results import BUILD_ENV, BUILD_XCOM
 
     monkeypatch.setenv("WAREHOUSE_DATA_DIR", str(settings.data_dir))
-    stale = settings.dbt_target_dir / RUN_RESULTS
+    stale = settings.dbt_run_results
     stale.parent.mkdir(parents=True)
     stale.write_text('{"results": []}')
     transform = load_dag_module().ai_revenue_warehouse().get_task("transform")

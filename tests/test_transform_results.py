@@ -8,15 +8,8 @@ import re
 
 import pytest
 
-from warehouse.transform.results import (
-    BUILD_KEY,
-    MANIFEST,
-    RUN_RESULTS,
-    NoResults,
-    describe,
-    node_results,
-    verdict,
-)
+from tests.conftest import settings_for
+from warehouse.transform.results import BUILD_KEY, NoResults, describe, node_results, verdict
 
 BUILD = "b1"
 
@@ -57,14 +50,19 @@ UNIT_TESTS = {
 SOURCES = {"source.p.raw.a": {"source_name": "raw", "name": "a"}}
 
 
+@pytest.fixture
+def settings(tmp_path):
+    return settings_for(tmp_path / "landing", tmp_path / "data")
+
+
 def write_build(
-    target, results: list[tuple[str, str]], build: str | None = BUILD, manifest_of: str = "i1"
+    settings, results: list[tuple[str, str]], build: str | None = BUILD, manifest_of: str = "i1"
 ) -> None:
     """Artifacts shaped as dbt writes them, for a build with these (node, status) results and
     the manifest of dbt invocation `manifest_of` (the build's own is i1). As after a partial
     parse, the manifest's env is an earlier build's."""
     metadata = {"invocation_id": "i1", "env": {BUILD_KEY: build} if build else {}}
-    target.mkdir(parents=True, exist_ok=True)
+    settings.dbt_target_dir.mkdir(parents=True, exist_ok=True)
     rows = [
         {
             "unique_id": node,
@@ -76,19 +74,19 @@ def write_build(
         }
         for node, status in results
     ]
-    (target / RUN_RESULTS).write_text(json.dumps({"metadata": metadata, "results": rows}))
+    settings.dbt_run_results.write_text(json.dumps({"metadata": metadata, "results": rows}))
     manifest = {"nodes": MANIFEST_NODES, "unit_tests": UNIT_TESTS, "sources": SOURCES}
     manifest_metadata = {"invocation_id": manifest_of, "env": {BUILD_KEY: "an earlier build"}}
-    (target / MANIFEST).write_text(json.dumps({"metadata": manifest_metadata, **manifest}))
+    settings.dbt_manifest.write_text(json.dumps({"metadata": manifest_metadata, **manifest}))
 
 
 def by_name(nodes: list[dict]) -> dict[str, dict]:
     return {node["name"]: node for node in nodes}
 
 
-def test_each_model_has_its_tests_in_build_order(tmp_path):
+def test_each_model_has_its_tests_in_build_order(settings):
     write_build(
-        tmp_path,
+        settings,
         [
             ("test.p.source_unique_raw_a_id.3", "pass"),
             ("model.p.stg_a", "success"),
@@ -102,7 +100,7 @@ def test_each_model_has_its_tests_in_build_order(tmp_path):
         ],
     )
 
-    nodes = node_results(tmp_path, BUILD)
+    nodes = node_results(settings, BUILD)
 
     assert [n["name"] for n in nodes] == ["raw.a", "stg_a", "mart_c", "mart_b"]
     tests = {n["name"]: [t["name"] for t in n["tests"]] for n in nodes}
@@ -119,9 +117,9 @@ def test_each_model_has_its_tests_in_build_order(tmp_path):
     assert all(verdict(n)[0] == "success" for n in nodes)
 
 
-def test_a_failing_test_fails_its_model_and_dbt_skips_are_skips(tmp_path):
+def test_a_failing_test_fails_its_model_and_dbt_skips_are_skips(settings):
     write_build(
-        tmp_path,
+        settings,
         [
             ("model.p.stg_a", "success"),
             ("test.p.not_null_stg_a_id.1", "fail"),
@@ -133,7 +131,7 @@ def test_a_failing_test_fails_its_model_and_dbt_skips_are_skips(tmp_path):
         ],
     )
 
-    nodes = by_name(node_results(tmp_path, BUILD))
+    nodes = by_name(node_results(settings, BUILD))
 
     outcome, message = verdict(nodes["stg_a"])
     assert outcome == "failed"
@@ -162,33 +160,33 @@ def test_a_failing_test_fails_its_model_and_dbt_skips_are_skips(tmp_path):
         (BUILD, None, "started no dbt build in this run"),  # transform never ran
     ],
 )
-def test_results_of_another_build_are_refused(tmp_path, written_by, asked_for, reason):
-    write_build(tmp_path, [("model.p.stg_a", "success")], build=written_by)
+def test_results_of_another_build_are_refused(settings, written_by, asked_for, reason):
+    write_build(settings, [("model.p.stg_a", "success")], build=written_by)
 
     with pytest.raises(NoResults, match=re.escape(reason)):
-        node_results(tmp_path, asked_for)
+        node_results(settings, asked_for)
 
 
-def test_a_manifest_of_another_build_is_refused(tmp_path):
-    write_build(tmp_path, [("model.p.stg_a", "success")], manifest_of="i2")
+def test_a_manifest_of_another_build_is_refused(settings):
+    write_build(settings, [("model.p.stg_a", "success")], manifest_of="i2")
 
     with pytest.raises(NoResults, match="is not the manifest of"):
-        node_results(tmp_path, BUILD)
+        node_results(settings, BUILD)
 
 
-def test_a_build_that_wrote_no_results_has_none(tmp_path):
-    write_build(tmp_path, [("model.p.stg_a", "success")])
-    (tmp_path / RUN_RESULTS).unlink()
+def test_a_build_that_wrote_no_results_has_none(settings):
+    write_build(settings, [("model.p.stg_a", "success")])
+    settings.dbt_run_results.unlink()
 
     with pytest.raises(NoResults, match="ended before writing it"):
-        node_results(tmp_path, BUILD)
+        node_results(settings, BUILD)
 
 
-def test_results_being_rewritten_by_another_build_are_refused(tmp_path):
+def test_results_being_rewritten_by_another_build_are_refused(settings):
     """dbt writes its artifacts in place: another build's half-written file is not this one's."""
-    write_build(tmp_path, [("model.p.stg_a", "success")])
-    text = (tmp_path / RUN_RESULTS).read_text()
-    (tmp_path / RUN_RESULTS).write_text(text[: len(text) // 2])
+    write_build(settings, [("model.p.stg_a", "success")])
+    text = settings.dbt_run_results.read_text()
+    settings.dbt_run_results.write_text(text[: len(text) // 2])
 
     with pytest.raises(NoResults, match="is being rewritten by another build"):
-        node_results(tmp_path, BUILD)
+        node_results(settings, BUILD)

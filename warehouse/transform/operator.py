@@ -26,7 +26,7 @@ from warehouse.runtime import warmup
 from warehouse.runtime.children import launcher_command, stop_group
 from warehouse.runtime.lock import hold_data_lock
 from warehouse.settings import Settings
-from warehouse.transform.results import BUILD_ENV, BUILD_XCOM, RUN_RESULTS
+from warehouse.transform.results import BUILD_ENV, BUILD_XCOM
 
 
 class OwnedDbtBuildOperator(DbtBuildLocalOperator):
@@ -36,7 +36,7 @@ class OwnedDbtBuildOperator(DbtBuildLocalOperator):
         settings = Settings.from_env()
         with hold_data_lock(settings, f"task {self.task_id}", context.get("run_id")):
             # Under the lock: another run's dbt may be writing the target folder until then.
-            (settings.dbt_target_dir / RUN_RESULTS).unlink(missing_ok=True)
+            settings.dbt_run_results.unlink(missing_ok=True)
             build = uuid.uuid4().hex
             context["ti"].xcom_push(key=BUILD_XCOM, value=build)
             self.env = {**(self.env or {}), BUILD_ENV: build}

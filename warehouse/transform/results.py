@@ -5,7 +5,8 @@ skipping). Its `run_results.json` (each node's status) and `manifest.json` (whic
 belongs to) then say, per model, what happened: the DAG shows each as a task of its own, which
 fails when the model or one of its tests failed and is skipped when dbt skipped the model
 downstream of a failure. The same functions serve both engines: dbt writes the same artifacts on
-DuckDB and Spark, into the data folder's target folder (`Settings.dbt_target_dir`).
+DuckDB and Spark, into the data folder's target folder (`Settings.dbt_run_results` and
+`Settings.dbt_manifest`).
 
 A build is marked so that its results are never mistaken for an older build's: the transform
 task removes `run_results.json` before dbt starts and gives dbt a build id (`BUILD_ENV`), which
@@ -20,8 +21,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-RUN_RESULTS = "run_results.json"
-MANIFEST = "manifest.json"
+from warehouse.settings import Settings
+
 # dbt copies DBT_ENV_CUSTOM_ENV_<name> from its environment into its artifacts' metadata.env.
 BUILD_KEY = "WAREHOUSE_BUILD"
 BUILD_ENV = f"DBT_ENV_CUSTOM_ENV_{BUILD_KEY}"
@@ -37,14 +38,14 @@ class NoResults(Exception):
     """There are no results of this run's dbt build to report (the message says why)."""
 
 
-def node_results(target_dir: Path, build: str | None) -> list[dict]:
+def node_results(settings: Settings, build: str | None) -> list[dict]:
     """One small dict per model, seed and snapshot of build `build` (and per source with tests),
     in the order dbt first ran something of it: its status, seconds, rows (where the adapter
     reports them) and the data and unit tests that belong to it, each with its status and
-    failures. Raises NoResults when the target folder holds no results of that build."""
+    failures. Raises NoResults when dbt's target folder holds no results of that build."""
     if build is None:
         raise NoResults("the transform task started no dbt build in this run (see its state)")
-    results_file = target_dir / RUN_RESULTS
+    results_file, manifest_file = settings.dbt_run_results, settings.dbt_manifest
     if not results_file.exists():
         raise NoResults(
             f"{results_file} is missing: this run's dbt build ended before writing it "
@@ -59,11 +60,11 @@ def node_results(target_dir: Path, build: str | None) -> list[dict]:
         )
     # The manifest's metadata.env may be an earlier build's (dbt keeps it from the partial
     # parse it starts from); its invocation id is always the build's that wrote it.
-    manifest = _read(target_dir / MANIFEST)
+    manifest = _read(manifest_file)
     if manifest["metadata"]["invocation_id"] != run["metadata"]["invocation_id"]:
         raise NoResults(
-            f"{target_dir / MANIFEST} is not the manifest of {results_file}'s build: another "
-            "run on this data folder has built since"
+            f"{manifest_file} is not the manifest of {results_file}'s build: another run on "
+            "this data folder has built since"
         )
     return _per_node(run["results"], manifest)
 
