@@ -11,6 +11,11 @@ audited build (the architecture: README.md, *What a run does*).
   **export_raw** first writes the raw tables as Parquet partitioned by landing file (Spark's
   sources), and **load_spark_marts** then copies the tables Spark built into the build
   database, described from dbt's manifest, so validation and publishing are the same on both.
+- **transform_results** and **model**: each model (seed, snapshot, and source with tests) of
+  that one build as a task of its own, named by the model, read from dbt's run results after
+  the build, whether it failed or not: it fails when the model or one of its tests failed, and
+  is skipped when dbt skipped the model after a failure upstream. They only read two files
+  (no writer slot, no lock), and nothing waits for them.
 - **validate**: the GX suites and the reported claims; a failure publishes nothing.
 - **publish**: atomically replaces `warehouse.duckdb`, the exports and the manifest, and emits
   the published Asset, on which `ai_revenue_report` is scheduled.
@@ -23,7 +28,7 @@ orders them with a `make run` or another Airflow on the same data folder; dbt en
 
 from __future__ import annotations
 
-from airflow.sdk import dag, task, task_group
+from airflow.sdk import TriggerRule, dag, task, task_group
 from cosmos import ProfileConfig
 from cosmos.constants import InvocationMode
 
@@ -68,6 +73,41 @@ def load_spark_marts() -> dict:
     from warehouse.engines.spark import load_spark_tables
 
     return load_spark_tables(Settings.from_env()).as_dict()
+
+
+# No retries for either: they report dbt's verdict on the build, which a retry cannot change.
+@task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
+def transform_results(ti=None) -> list[dict]:
+    """Each model's outcome in this run's dbt build, from dbt's artifacts; skipped, saying why,
+    when the target folder holds none of this build's (dbt died early, or never started)."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from warehouse.transform.results import BUILD_XCOM, NoResults, node_results
+
+    build = ti.xcom_pull(task_ids="transform", key=BUILD_XCOM)
+    try:
+        nodes = node_results(Settings.from_env(), build)
+    except NoResults as missing:
+        raise AirflowSkipException(f"no per-model results: {missing}") from missing
+    print(f"dbt build {build}: {len(nodes)} models, seeds, snapshots and tested sources")
+    return nodes
+
+
+# Named by the model in the UI; from the task's argument, so the name shows while it runs too.
+@task(retries=0, map_index_template="{{ task.op_kwargs['node']['name'] }}")
+def model(node: dict) -> None:
+    """One model of the build: fails if it or one of its tests failed, is skipped if dbt
+    skipped it (downstream of a failure)."""
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    from warehouse.transform.results import describe, verdict
+
+    print(describe(node))
+    outcome, message = verdict(node)
+    if outcome == "failed":
+        raise AirflowFailException(message)
+    if outcome == "skipped":
+        raise AirflowSkipException(message)
 
 
 @task(task_id="validate", pool=WRITER_POOL)
@@ -163,6 +203,12 @@ def ai_revenue_warehouse():
         # The summary names the failing test and a few of its rows.
         retries=0,
     )
+
+    # Beside the audit, not before it: a successful build is validated and published without
+    # waiting for its per-model tasks, and a failing model already fails the run (transform).
+    results = transform_results()
+    transform >> results
+    model.expand(node=results)
 
     validation = validate_marts()
     if SETTINGS.engine == "spark":

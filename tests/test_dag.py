@@ -12,9 +12,12 @@ import duckdb
 import pytest
 
 from tests.conftest import SEED_USAGE_ROWS, run_pipeline
-from warehouse.settings import DAG_ID, DAGS_FOLDER, REPORT_DAG_ID, WRITER_POOL
+from warehouse.settings import DAG_ID, DAGS_FOLDER, DBT_PROJECT_DIR, REPORT_DAG_ID, WRITER_POOL
 
 DAG_FILES = [DAGS_FOLDER / f"{dag_id}.py" for dag_id in (DAG_ID, REPORT_DAG_ID)]
+# Every model of the project, and the sources with tests: one `model` task instance each.
+MODELS = {path.stem for path in (DBT_PROJECT_DIR / "models").rglob("*.sql")}
+TESTED_SOURCES = {"raw.customers", "ingest.ledger"}
 HEAVY_MODULES = [
     "duckdb",
     "pandas",
@@ -94,10 +97,20 @@ def test_dag_declares_schedule_retries_and_one_writer():
     assert dag.get_task("validate").upstream_task_ids == {"transform"}
     (asset,) = dag.get_task("publish").outlets
     assert asset.name == "ai_revenue_warehouse_published"
+    # Each model of that one build as a task: read from dbt's results after the build, failed
+    # or not, beside the audit (nothing waits for them), without a writer slot.
+    results, model = dag.get_task("transform_results"), dag.get_task("model")
+    assert results.upstream_task_ids == {"transform"}
+    assert results.trigger_rule == "all_done"
+    assert results.downstream_task_ids == {"model"}
+    assert model.upstream_task_ids == {"transform_results"} and not model.downstream_task_ids
+    assert type(model).__name__ == "DecoratedMappedOperator"
+    assert model.map_index_template == "{{ task.op_kwargs['node']['name'] }}"
+    reporting = {"transform_results", "model"}
     for t in dag.tasks:
-        assert t.pool == WRITER_POOL
+        assert (t.pool != WRITER_POOL) if t.task_id in reporting else (t.pool == WRITER_POOL)
         # Transient faults are retried; a failing dbt model or test is not (bad data).
-        assert t.retries == (0 if t.task_id == "transform" else 2)
+        assert t.retries == (0 if t.task_id in {"transform", *reporting} else 2)
         assert t.retry_delay == timedelta(seconds=1)  # WAREHOUSE_RETRY_DELAY_SECONDS (tests)
     assert dag.get_task("ingest.customers").downstream_task_ids >= {
         "ingest.earnings",
@@ -134,6 +147,10 @@ def test_dag_run_loads_builds_validates_and_publishes(first_run):
     assert 0.24 <= customer_level["top1_share"] <= 0.26
     assert summary["validation"]["success"] and summary["validation"]["run_id"] == run.run_id
     assert summary["published"]["run_id"] == run.run_id
+    # One task instance per model (and tested source), named by it, each a success.
+    modelled = {task: state for task, state in run.task_states.items() if task.startswith("model")}
+    assert modelled == {f"model[{name}]": "success" for name in MODELS | TESTED_SOURCES}
+    assert run.task_states["transform_results"] == "success"
 
 
 @pytest.mark.slow
@@ -163,12 +180,74 @@ def test_dag_run_with_a_refused_file_fails_and_names_it(airflow_home, settings):
     assert "ingest.usage (failed)" in run.failed_tasks
     assert "summarize (upstream_failed)" in run.failed_tasks
     assert "transform (upstream_failed)" in run.failed_tasks
+    # No build in this run, so no per-model results (ALL_DONE runs the reader all the same).
+    assert run.task_states["transform_results"] == "skipped"
+    assert run.task_states["model"] == "skipped"  # mapped over nothing
     log = run.log_file.read_text()
+    assert "no per-model results: the transform task started no dbt build in this run" in log
     assert "spend/usage_2025_01.csv: refused, wrong delimiter" in log
     assert log.count("AirflowFailException") >= 1  # bad data is not retried
     refused = build_summary(settings, run.run_id)["refused"]
     assert [r["file_path"] for r in refused] == ["spend/usage_2025_01.csv"]
     assert ledger_counts(settings.data_dir)["usage"] == (24, SEED_USAGE_ROWS)
+
+
+@pytest.mark.slow
+def test_a_failing_dbt_test_fails_its_models_task_and_skips_the_models_after_it(published):
+    """One dbt build, yet each model's own outcome: the model whose test fails is a failed task,
+    the models dbt skipped after it are skipped tasks, the others succeed; the run fails and
+    publishes nothing (the transform failed). Fixed, the next run on the same data folder (dbt
+    starts from its partial parse) shows every model's task a success."""
+    customer = "(select min(customer_id) from raw.customers)"
+    with duckdb.connect(str(published.build_db)) as con:  # a customer without a parent company
+        (parent,) = con.execute(
+            f"select parent_company from raw.customers where customer_id = {customer}"
+        ).fetchone()
+        con.execute(
+            f"update raw.customers set parent_company = null where customer_id = {customer}"
+        )
+
+    run = run_pipeline(published, "failing-model")
+
+    assert not run.succeeded
+    assert "transform (failed)" in run.failed_tasks
+    assert "publish (upstream_failed)" in run.failed_tasks
+    assert run.task_states["transform_results"] == "success"
+    modelled = {
+        task[len("model[") : -1]: state
+        for task, state in run.task_states.items()
+        if task.startswith("model[")
+    }
+    assert set(modelled) == MODELS | TESTED_SOURCES
+    assert {name for name, state in modelled.items() if state == "failed"} == {"stg_raw__customers"}
+    # Everything that reads the customers, as dbt's graph has it.
+    assert {name for name, state in modelled.items() if state == "skipped"} == {
+        "int_spenders_ranked",
+        "int_revenue_months_measured",
+        "dim_customers",
+        "fct_customer_monthly_spend",
+        "fct_segment_monthly_spend",
+        "fct_revenue_concentration",
+        "fct_revenue_at_risk",
+    }
+    assert all(s == "success" for s in modelled.values() if s not in ("failed", "skipped"))
+    log = run.log_file.read_text()
+    assert (
+        "AirflowFailException: model stg_raw__customers failed; failing tests: "
+        "not_null_stg_raw__customers_parent_company (fail, 1 failing row)"
+    ) in log
+    assert "model dim_customers was not built: dbt skipped it after a failure upstream" in log
+
+    with duckdb.connect(str(published.build_db)) as con:
+        con.execute(
+            f"update raw.customers set parent_company = ? where customer_id = {customer}", [parent]
+        )
+    fixed = run_pipeline(published, "fixed-model")
+
+    assert fixed.succeeded
+    assert {t: s for t, s in fixed.task_states.items() if t.startswith("model[")} == {
+        f"model[{name}]": "success" for name in MODELS | TESTED_SOURCES
+    }
 
 
 def test_engine_is_configuration_the_same_dag_on_spark():
@@ -197,6 +276,10 @@ def test_engine_is_configuration_the_same_dag_on_spark():
     assert spark["tasks"]["transform"] == ["export_raw"]
     assert spark["tasks"]["load_spark_marts"] == ["transform"]
     assert spark["tasks"]["validate"] == ["load_spark_marts"]
-    assert spark["pools"] == duck["pools"] == [WRITER_POOL]
+    assert (
+        spark["tasks"]["transform_results"] == duck["tasks"]["transform_results"] == ["transform"]
+    )
+    # The per-model tasks only read dbt's results: the default pool.
+    assert spark["pools"] == duck["pools"] == ["default_pool", WRITER_POOL]
     assert set(spark["tasks"]) - set(duck["tasks"]) == {"export_raw", "load_spark_marts"}
     assert duck["tasks"]["transform"] == ["ingest.earnings", "ingest.usage"]

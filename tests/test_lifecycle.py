@@ -484,7 +484,7 @@ def test_a_failing_dbt_test_is_reported_with_its_offending_rows(small):
 
     ingest_sources(small)
     small.dbt_target_dir.mkdir(parents=True)
-    (small.dbt_target_dir / "run_results.json").write_text(
+    small.dbt_run_results.write_text(
         json.dumps(
             {
                 "results": [

@@ -364,6 +364,43 @@ def test_the_transform_task_skips_lineage_nobody_emits():
     assert transform_operator().calculate_openlineage_events_completes({}, Path(".")) is False
 
 
+def test_the_last_builds_run_results_are_gone_before_dbt_starts(settings, monkeypatch):
+    """A build that dies before writing its results leaves none, never the last build's; dbt is
+    started with the build id the task hands the per-model tasks, which dbt writes into its
+    artifacts."""
+    import airflow  # noqa: F401
+
+    from warehouse.transform.results import BUILD_ENV, BUILD_XCOM
+
+    monkeypatch.setenv("WAREHOUSE_DATA_DIR", str(settings.data_dir))
+    stale = settings.dbt_run_results
+    stale.parent.mkdir(parents=True)
+    stale.write_text('{"results": []}')
+    transform = load_dag_module().ai_revenue_warehouse().get_task("transform")
+    started: dict = {}
+
+    class DbtStarted(Exception):
+        pass
+
+    def dbt_starts(command, env, cwd, **kwargs):
+        started.update(command=command, results_left=stale.exists(), build=env.get(BUILD_ENV))
+        raise DbtStarted  # dbt itself is not needed here
+
+    pushed: dict = {}
+
+    class TaskInstance:
+        def xcom_push(self, key, value):
+            pushed[key] = value
+
+    monkeypatch.setattr(transform, "run_subprocess", dbt_starts)
+    with pytest.raises(DbtStarted):
+        transform.execute({"run_id": "run", "ti": TaskInstance()})
+
+    assert "build" in started["command"]
+    assert started["results_left"] is False
+    assert started["build"] and started["build"] == pushed[BUILD_XCOM]
+
+
 @pytest.mark.parametrize(
     ("signum", "to_group"), [(signal.SIGTERM, False), (signal.SIGINT, True)], ids=["term", "ctrl-c"]
 )

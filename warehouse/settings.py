@@ -280,6 +280,11 @@ class Settings:
         return self.dbt_target_dir / "manifest.json"
 
     @property
+    def dbt_run_results(self) -> Path:
+        """dbt's results of the last build (each model's and test's status)."""
+        return self.dbt_target_dir / "run_results.json"
+
+    @property
     def logs_dir(self) -> Path:
         return self.data_dir / "logs"
 

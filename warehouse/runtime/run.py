@@ -27,12 +27,22 @@ from warehouse.settings import DAG_ID, DAGS_FOLDER, VENV_DBT, WRITER_POOL, Setti
 class PipelineRun:
     run_id: str
     state: str
-    failed_tasks: list[str]
+    # Each task instance's final state, by task id; a mapped one's as `task_id[name]`, its
+    # name being its map index as the UI shows it (map_index_template), else the number.
+    task_states: dict[str, str]
     log_file: Path
 
     @property
     def succeeded(self) -> bool:
         return self.state == "success"
+
+    @property
+    def failed_tasks(self) -> list[str]:
+        return sorted(
+            f"{task} ({state})"
+            for task, state in self.task_states.items()
+            if state not in ("success", "skipped")
+        )
 
 
 # A text stream on file descriptor 1 that is never closed: logging handlers that Airflow
@@ -134,8 +144,8 @@ def run_once(settings: Settings, log_file: Path | None = None, dag_id: str = DAG
     ):
         dag = load_dag(dag_id)
         dag_run = dag.test()
-    failed = _failed_tasks(dag_id, dag_run.run_id)
-    return PipelineRun(dag_run.run_id, str(dag_run.state), failed, log_file)
+    states = _task_states(dag_id, dag_run.run_id)
+    return PipelineRun(dag_run.run_id, str(dag_run.state), states, log_file)
 
 
 def _dbt_ahead(settings: Settings) -> contextlib.AbstractContextManager:
@@ -174,17 +184,21 @@ def failure_cause(log_file: Path) -> str | None:
     return causes[-1] if causes else None
 
 
-def _failed_tasks(dag_id: str, run_id: str) -> list[str]:
+def _task_states(dag_id: str, run_id: str) -> dict[str, str]:
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
     with create_session() as session:
-        states = session.execute(
-            select(TaskInstance.task_id, TaskInstance.state).where(
-                TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id
-            )
+        rows = session.execute(
+            select(
+                TaskInstance.task_id,
+                TaskInstance.map_index,
+                TaskInstance.rendered_map_index,
+                TaskInstance.state,
+            ).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)
         ).all()
-    return sorted(
-        f"{task} ({state})" for task, state in states if state not in ("success", "skipped")
-    )
+    return {
+        (task if index < 0 else f"{task}[{name or index}]"): str(state)
+        for task, index, name, state in rows
+    }

@@ -76,7 +76,7 @@ def build_summary(settings: Settings, run_id: str | None = None) -> dict:
 def dbt_failures(settings: Settings) -> list[dict]:
     """The models and tests that failed in the last dbt build, each test with a few of the rows
     that broke it (its compiled query, rerun on the build database)."""
-    results_file = settings.dbt_target_dir / "run_results.json"
+    results_file = settings.dbt_run_results
     if not results_file.exists():
         return []
     failures = []
