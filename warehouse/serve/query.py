@@ -11,12 +11,15 @@ and thread count that SQL cannot raise (DuckDB's `lock_configuration`).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import re
+import signal
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -135,6 +138,23 @@ def _execute(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[list[str], list[
     return [d[0] for d in cursor.description], cursor.fetchall()
 
 
+@contextlib.contextmanager
+def _ctrl_c_noted() -> Iterator[list[int]]:
+    """While the block runs, Ctrl-C (SIGINT) is noted in the list it gives rather than raised:
+    a KeyboardInterrupt raised inside `threading.Event.wait` can leave the event's lock held,
+    and the worker's `done.set()` then waits for it forever. Off the main thread (where no
+    signal is handled) nothing changes."""
+    noted: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield noted
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: noted.append(signum))
+    try:
+        yield noted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_query(
     sql: str,
     path: Path,
@@ -145,8 +165,8 @@ def run_query(
     """Run one query (or, with `multiple`, several; the last one's rows are returned) against
     the published warehouse, within `limits`; returns (columns, rows).
 
-    The query runs in a worker thread while this thread waits, so that Ctrl-C (SIGINT, as
-    KeyboardInterrupt) and the timeout reach it at once: both call DuckDB's own interrupt."""
+    The query runs in a worker thread while this thread waits, so that Ctrl-C (SIGINT, noted
+    while it waits) and the timeout reach it at once: both call DuckDB's own interrupt."""
     limits = limits or QueryLimits()
     with open_published(path, limits) as con:
         statements = check_statements(con, sql, multiple)
@@ -165,18 +185,19 @@ def run_query(
 
         worker = threading.Thread(target=work, name="warehouse-query", daemon=True)
         started = time.monotonic()
-        worker.start()
         stopped_by = None
         deadline = started + limits.timeout_seconds if limits.timeout_seconds > 0 else None
-        try:
+        with _ctrl_c_noted() as ctrl_c:
+            worker.start()
             # Short waits: a signal may be delivered to one of DuckDB's threads, and Python
             # runs its handler only when this thread wakes up.
             while not done.wait(_WAKE_SECONDS):
+                if ctrl_c:
+                    stopped_by = "interrupted (Ctrl-C)"
+                    break
                 if deadline is not None and time.monotonic() >= deadline:
                     stopped_by = f"timed out after {limits.timeout_seconds:g} s (--timeout)"
                     break
-        except KeyboardInterrupt:
-            stopped_by = "interrupted (Ctrl-C)"
         if stopped_by:
             while not done.wait(_WAKE_SECONDS):  # until DuckDB has stopped the query
                 con.interrupt()
