@@ -102,19 +102,26 @@ time.sleep(600)
 """
 
 
-def test_a_launched_child_dies_with_its_parent_and_its_project_copy_is_removed(tmp_path):
-    """As Cosmos starts dbt (a new session, from a temporary project copy): SIGKILL of the
-    parent's process group ends the child too, and the copy goes."""
+def start_task_process(script: str, tmp_path: Path) -> tuple[subprocess.Popen, Path]:
+    """A process running `script`, which launches a child as the transform task does, in a
+    process group of its own, and Cosmos's temporary project copy for it."""
     copy = tmp_path / "tmpcosmos"
     copy.mkdir()
     (copy / "dbt_project.yml").write_text("name: copy\n")
     parent = subprocess.Popen(
-        [sys.executable, "-c", PARENT, str(tmp_path / ".children.lock"), str(copy)],
+        [sys.executable, "-c", script, str(tmp_path / ".children.lock"), str(copy)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
     )
+    return parent, copy
+
+
+def test_a_launched_child_dies_with_its_parent_and_its_project_copy_is_removed(tmp_path):
+    """As Cosmos starts dbt (a new session, from a temporary project copy): SIGKILL of the
+    parent's process group ends the child too, and the copy goes."""
+    parent, copy = start_task_process(PARENT, tmp_path)
     launcher = int(parent.stdout.readline())
     assert parent.stdout.readline().strip() == "child"
     child = psutil.Process(launcher).children()[0].pid
@@ -222,16 +229,7 @@ with served_program() as server:
 def test_a_served_program_dies_with_the_task_and_its_project_copy_is_removed(tmp_path):
     """SIGKILL of the task's process group (the server's parent and the launcher's): the served
     copy (in a session of its own) ends too, and the project copy goes."""
-    copy = tmp_path / "tmpcosmos"
-    copy.mkdir()
-    (copy / "dbt_project.yml").write_text("name: copy\n")
-    parent = subprocess.Popen(
-        [sys.executable, "-c", SERVED_PARENT, str(tmp_path / ".children.lock"), str(copy)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    parent, copy = start_task_process(SERVED_PARENT, tmp_path)
     launcher = int(parent.stdout.readline())
     child = launched(parent.stdout.readline())["pid"]
     assert os.getsid(child) == child  # out of reach of killpg, as Cosmos's dbt is
