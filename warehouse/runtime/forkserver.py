@@ -266,6 +266,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--preload", action="append", default=[], help="a module to import")
     parser.add_argument("--listener", type=int, required=True, help="a listening socket's fd")
     args = parser.parse_args(argv)
+    # `python -m` put the working folder first on the path; a console script (dbt's) has its
+    # own folder there instead, so a `dbt/` where `warehouse run` was started is not imported.
+    if sys.path and sys.path[0] in ("", os.getcwd()):
+        sys.path[0] = str(Path(sys.executable).parent)
     listener = socket.socket(fileno=args.listener)
     module, function = args.entry.split(":")
     program = getattr(importlib.import_module(module), function)
