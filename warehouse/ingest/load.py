@@ -711,15 +711,10 @@ def _write_ledger(
     con: duckdb.DuckDBPyConnection, source: Source, candidate: Candidate, run_id: str
 ) -> None:
     """The file's ledger entry, with its counts as the tables hold them now."""
-    quarantine = quarantine_table(source)
-    held = f"(select count(*) from {quarantine} where _source_file = $file)" if quarantine else "0"
-    con.execute(
-        LEDGER_INSERT + "select $source, $file, $sha, $size, $rows, "
-        f"(select count(*) from raw.{source.table} where _source_file = $file), "
-        f"(select count(*) from ingest.rejects where file_path = $file) + {held}, {held}, "
-        "$action, $run_id, $stat_key",
+    _write_counted_ledger_entry(
+        con,
+        source,
         {
-            "source": source.name,
             "file": candidate.display,
             "sha": candidate.facts.sha256,
             "size": candidate.facts.size_bytes,
@@ -728,6 +723,22 @@ def _write_ledger(
             "run_id": run_id,
             "stat_key": stat_key(candidate.before),
         },
+    )
+
+
+def _write_counted_ledger_entry(
+    con: duckdb.DuckDBPyConnection, source: Source, entry: dict[str, object]
+) -> None:
+    """A ledger entry for `entry`'s file (its file, sha, size, rows, action, run_id and
+    stat_key), with the rows loaded, rejected and held counted in the tables as they are now."""
+    quarantine = quarantine_table(source)
+    held = f"(select count(*) from {quarantine} where _source_file = $file)" if quarantine else "0"
+    con.execute(
+        LEDGER_INSERT + "select $source, $file, $sha, $size, $rows, "
+        f"(select count(*) from raw.{source.table} where _source_file = $file), "
+        f"(select count(*) from ingest.rejects where file_path = $file) + {held}, {held}, "
+        "$action, $run_id, $stat_key",
+        {"source": source.name, **entry},
     )
 
 
@@ -842,18 +853,15 @@ def reevaluate(con: duckdb.DuckDBPyConnection, source: Source, run_id: str) -> l
                 "where file_path = ?",
                 [path],
             ).fetchone()
-            quarantined_sql = f"(select count(*) from {quarantine} where _source_file = $file)"
-            con.execute(
-                LEDGER_INSERT + "select $source, $file, $sha, $size, $rows, "
-                f"(select count(*) from raw.{source.table} where _source_file = $file), "
-                f"(select count(*) from ingest.rejects where file_path = $file) + "
-                f"{quarantined_sql}, {quarantined_sql}, 're-evaluated', $run_id, $stat_key",
+            _write_counted_ledger_entry(
+                con,
+                source,
                 {
-                    "source": source.name,
                     "file": path,
                     "sha": sha,
                     "size": size,
                     "rows": rows,
+                    "action": "re-evaluated",
                     "run_id": run_id,
                     "stat_key": key,
                 },
