@@ -8,6 +8,7 @@ from warehouse.audit.expectations import Check, format_failures, read_report
 from warehouse.db import connect
 from warehouse.publish import read_manifest
 from warehouse.settings import Settings
+from warehouse.transform.results import FAILING
 
 # Current state: the latest ledger entry of each file (a file's rows were replaced by it);
 # a retracted file (gone from the landing folder) counts only as this run's retraction.
@@ -81,7 +82,7 @@ def dbt_failures(settings: Settings) -> list[dict]:
         return []
     failures = []
     results = json.loads(results_file.read_text())["results"]
-    failing = [r for r in results if r["status"] in ("fail", "error")]
+    failing = [r for r in results if r["status"] in FAILING]
     with connect(settings.build_db, settings, read_only=True) as con:
         for result in failing:
             node = result["unique_id"]
