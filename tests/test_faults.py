@@ -17,6 +17,7 @@ import duckdb
 import pytest
 
 from tests.conftest import REPO, assert_marts_equal_the_floor, published_files, run_pipeline
+from tests.new_work import restate_and_add_a_month
 from warehouse.ingest import scan_file
 from warehouse.settings import Settings
 from warehouse.transform.dbt import dbt_command, dbt_env
@@ -50,21 +51,6 @@ settings = Settings.from_env()
 release._swap_in = lambda moves: os.kill(os.getpid(), signal.SIGKILL)
 release.publish(settings, "killed-run", json.loads(settings.validation_report.read_text()))
 """
-
-
-def restate_and_add_a_month(landing: Path) -> None:
-    """New work for the faulted run: November restated (amounts +1%) and January 2025 added."""
-    november = landing / "spend" / "usage_2024_11.csv"
-    lines = november.read_text().splitlines()
-    restated = [lines[0]] + [
-        ",".join([*line.split(",")[:-1], f"{float(line.split(',')[-1]) * 1.01:.2f}"])
-        for line in lines[1:]
-    ]
-    november.write_text("\n".join(restated) + "\n")
-    december = (landing / "spend" / "usage_2024_12.csv").read_text().splitlines()
-    (landing / "spend" / "usage_2025_01.csv").write_text(
-        "\n".join([december[0]] + [r.replace("2024-12-", "2025-01-") for r in december[1:]]) + "\n"
-    )
 
 
 def child(code: str, settings: Settings, *args: str) -> subprocess.CompletedProcess:

@@ -28,6 +28,7 @@ from tests.conftest import (
     own_airflow,
     settings_for,
 )
+from tests.new_work import restate_and_add_a_month
 from warehouse.runtime.children import launcher_command
 from warehouse.runtime.lock import LockHeldError, hold_data_lock, read_holder
 from warehouse.settings import Settings
@@ -135,131 +136,56 @@ def test_a_launched_child_dies_with_its_parent_and_its_project_copy_is_removed(t
     assert not copy.exists()
 
 
-# --- dbt imported ahead: the fork server (warehouse.runtime.forkserver) -------------------------
-
-SERVED = "served-program"  # the program the test server stands for (its console script)
-
-
-@contextlib.contextmanager
-def served_program():
-    """A fork server for `tests.served:main`, registered in this process as `warehouse run`
-    registers dbt's."""
-    from warehouse.runtime import forkserver
-
-    with forkserver.serving(
-        Path(SERVED), "tests.served:main", env={**os.environ, "PYTHONPATH": str(REPO)}
-    ):
-        yield forkserver.address([SERVED])
-
-
-def launched(report: str) -> dict:
-    return json.loads(report.strip().splitlines()[0])
-
-
-def test_a_served_program_runs_as_its_console_script_would(tmp_path):
-    """Through the launcher and the fork server, a program gets its own command line,
-    environment, working folder and standard streams, and its exit status is the launcher's;
-    it is the server's copy, not a process the launcher started. Another program, or one
-    whose server does not answer, the launcher starts itself."""
-    from warehouse.runtime import forkserver
-
-    env = {**os.environ, "SERVED_MARK": "from the task", "PYTHONPATH": str(REPO)}
-    other = [sys.executable, "-c", "import sys; from tests.served import main; sys.exit(main())"]
-
-    def launch(command, server=None):
-        server = server or forkserver.address(command)
-        return subprocess.run(
-            launcher_command(command, server=server),
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-    with served_program():
-        served, not_served = launch([SERVED, "3", "x y"]), launch([*other, "4"])
-    unanswered = launch([*other, "5"], server=tmp_path / "no-server.sock")
-
-    report = launched(served.stdout)
-    assert served.returncode == 3, served.stderr
-    assert report["argv"] == [SERVED, "3", "x y"]
-    assert (report["cwd"], report["mark"]) == (str(tmp_path), "from the task")
-    assert report["session_leader"]  # the server's copy, in a session of its own
-    assert report["name"] == SERVED[:15]  # named for its program in ps, not `python`
-    for result, code in ((not_served, 4), (unanswered, 5)):
-        assert result.returncode == code, result.stderr
-        assert launched(result.stdout)["argv"][1:] == [str(code)]
-        assert not launched(result.stdout)["session_leader"]  # the launcher's own child
-
-
-def test_the_transform_task_starts_dbt_from_the_runs_fork_server(tmp_path, monkeypatch):
-    """The operator hands the served program to the run's server: the copy that runs it is not
-    the launcher's child, and its output and status are the task's."""
-    import airflow  # noqa: F401
-
-    monkeypatch.setenv("WAREHOUSE_DATA_DIR", str(tmp_path))
-    operator = transform_operator()
-    with served_program():
-        result = operator.run_subprocess([SERVED, "0"], dict(os.environ), str(tmp_path))
-    launcher = operator.subprocess_hook.sub_process.pid
-
-    assert result.exit_code == 0
-    report = launched(result.full_output[0])
-    assert report["cwd"] == str(tmp_path)
-    assert report["ppid"] != launcher
-
-
-SERVED_PARENT = """
-import json, os, subprocess, sys, time
-sys.path.insert(0, os.getcwd())
-from tests.test_runtime import SERVED, served_program
-from warehouse.runtime.children import launcher_command
-with served_program() as server:
-    process = subprocess.Popen(
-        launcher_command([SERVED, "sleep"], sys.argv[1], sys.argv[2], server),
-        start_new_session=True, stdout=subprocess.PIPE, text=True,
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["term", "hup"])
+def test_a_signal_to_the_launcher_alone_reaches_its_child_and_the_status_passes_through(
+    tmp_path, signum
+):
+    """While its parent lives the launcher is transparent: a SIGTERM or SIGHUP sent to it alone
+    reaches the child, whose status is the launcher's; the project copy is the parent's to
+    remove, and stays."""
+    copy = tmp_path / "tmpcosmos"
+    copy.mkdir()
+    (copy / "dbt_project.yml").write_text("name: copy\n")
+    child = [sys.executable, "-c", "import time; print('child', flush=True); time.sleep(600)"]
+    launcher = subprocess.Popen(
+        launcher_command(child, tmp_path / ".children.lock", copy),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
     )
-    print(process.pid, flush=True)
-    print(process.stdout.readline().strip(), flush=True)
-    time.sleep(600)
-"""
+    assert launcher.stdout.readline().strip() == "child"
+    started = psutil.Process(launcher.pid).children()[0]
+
+    launcher.send_signal(signum)
+
+    assert launcher.wait(timeout=10) == 128 + signum
+    assert gone(started.pid)
+    assert copy.exists()
 
 
-def test_a_served_program_dies_with_the_task_and_its_project_copy_is_removed(tmp_path):
-    """SIGKILL of the task's process group (the server's parent and the launcher's): the served
-    copy (in a session of its own) ends too, and the project copy goes."""
-    parent, copy = start_task_process(SERVED_PARENT, tmp_path)
-    launcher = int(parent.stdout.readline())
-    child = launched(parent.stdout.readline())["pid"]
-    assert os.getsid(child) == child  # out of reach of killpg, as Cosmos's dbt is
+def test_terminate_ends_a_process_tree_and_kills_what_ignores_sigterm():
+    """`processes.terminate`: SIGTERM to each process, SIGKILL after the grace period to those
+    still there; it returns those it had to kill, and none is left."""
+    from warehouse.runtime.processes import terminate, tree
 
-    os.killpg(parent.pid, signal.SIGKILL)
-    parent.wait()
+    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+    script = (
+        "import subprocess, sys, time\n"
+        f"subprocess.Popen([sys.executable, '-c', {stubborn!r}])\n"
+        "print('started', flush=True); time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout.readline().strip() == "started"
+    processes = tree(parent.pid)
+    assert len(processes) == 2
 
-    waited = wait_until(lambda: gone(launcher) and gone(child), timeout=5)
-    assert waited < 2
-    assert not copy.exists()
+    started = time.monotonic()
+    killed = terminate(processes, grace=1)
 
-
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["term", "int"])
-def test_a_signal_to_the_launchers_group_reaches_the_served_program(tmp_path, signum):
-    """Cosmos's on_kill and the operator's stop signal the launcher's process group; the served
-    copy is in a session of its own, so the launcher forwards them, SIGINT included."""
-    with served_program() as server:
-        launcher = subprocess.Popen(
-            launcher_command([SERVED, "sleep"], server=server),
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        child = launched(launcher.stdout.readline())["pid"]
-        os.killpg(launcher.pid, signum)
-        code = launcher.wait(timeout=10)
-
-    assert gone(child)
-    assert code == 128 + signum
+    assert 1 <= time.monotonic() - started < 5
+    assert [p.pid for p in killed] == [processes[1].pid]  # the one that ignored SIGTERM
+    assert all(gone(p.pid) for p in processes)
+    assert tree(parent.pid) == []
 
 
 def transform_operator():
@@ -304,62 +230,23 @@ def test_a_task_that_stops_while_dbt_runs_stops_dbt(tmp_path, monkeypatch):
     assert processes_using(tmp_path) == []
 
 
-def test_the_runs_work_for_later_tasks_starts_while_dbt_runs(tmp_path, monkeypatch):
-    """Under `warehouse run` (one process for every task), the work registered for later tasks
-    (the audit's imports) runs in a background thread while the transform task waits for dbt,
-    once; with nothing registered (each task its own process, under a scheduler), none runs."""
-    import threading
-
+def test_a_build_is_not_parsed_for_lineage_that_nobody_emits(tmp_path, monkeypatch):
+    """No OpenLineage provider is installed to emit events: after a build, the transform task
+    does not hand dbt's artifacts to OpenLineage's parser, as Cosmos would (~0.5 s a build)."""
     import airflow  # noqa: F401
-
-    from warehouse.runtime import warmup
+    from cosmos.hooks.subprocess import FullOutputSubprocessResult
 
     monkeypatch.setenv("WAREHOUSE_DATA_DIR", str(tmp_path))
-    operator = transform_operator()
-    quick = [sys.executable, "-c", "pass"]
-    seen: list[str] = []
+    transform = load_dag_module().ai_revenue_warehouse().get_task("transform")
+    parsed: list[dict] = []
+    record = lambda **kwargs: parsed.append(kwargs)  # noqa: E731
+    monkeypatch.setattr(transform, "_get_dbt_local_artifact_processor", lambda: record)
+    built = FullOutputSubprocessResult(0, "", [])
+    monkeypatch.setattr(transform, "run_subprocess", lambda *args, **kwargs: built)
 
-    def work():
-        seen.append(threading.current_thread().name)
-
-    operator.run_subprocess(quick, dict(os.environ), str(tmp_path))
-    assert warmup.start() is None
-    with warmup.during_waits(work):
-        operator.run_subprocess(quick, dict(os.environ), str(tmp_path))
-        operator.run_subprocess(quick, dict(os.environ), str(tmp_path))  # once only
-        for thread in threading.enumerate():
-            if thread.name == "warehouse-warmup":
-                thread.join(timeout=10)
-    assert seen == ["warehouse-warmup"]
-    assert warmup.start() is None  # nothing left registered after the run
-
-
-def test_the_run_leaves_the_audits_imports_for_the_wait_on_dbt(tmp_path):
-    """What `warehouse run` imports before its DAG runs (Airflow, the run, the summary it
-    prints) holds neither pandas nor Great Expectations: they are imported while dbt builds,
-    not before the first task (pandas alone is about 1.5 s)."""
-    script = tmp_path / "imports.py"  # a file, not `-c`: see benchmarks/stages.py
-    script.write_text(
-        "import json, sys\n"
-        "import airflow\n"
-        "from warehouse.runtime.run import run_once\n"
-        "from warehouse.serve.summary import build_summary, format_summary\n"
-        "print(json.dumps([m for m in ('pandas', 'great_expectations') if m in sys.modules]))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, str(script)], check=True, capture_output=True, text=True, cwd=REPO
-    )
-
-    assert json.loads(result.stdout.splitlines()[-1]) == []
-
-
-def test_the_transform_task_skips_lineage_nobody_emits():
-    """No OpenLineage provider is installed: Cosmos's post-build parse of dbt's artifacts
-    for lineage events (~0.5 s a build) is skipped."""
-    import airflow  # noqa: F401
-
+    assert transform.run_command(["dbt", "build"], dict(os.environ), {"run_id": "run"}) is built
     assert importlib.util.find_spec("airflow.providers.openlineage") is None
-    assert transform_operator().calculate_openlineage_events_completes({}, Path(".")) is False
+    assert parsed == []
 
 
 def test_the_last_builds_run_results_are_gone_before_dbt_starts(settings, monkeypatch):
@@ -400,11 +287,14 @@ def test_the_last_builds_run_results_are_gone_before_dbt_starts(settings, monkey
 
 
 @pytest.mark.parametrize(
-    ("signum", "to_group"), [(signal.SIGTERM, False), (signal.SIGINT, True)], ids=["term", "ctrl-c"]
+    ("signum", "to_group"),
+    [(signal.SIGTERM, False), (signal.SIGINT, True), (signal.SIGHUP, False)],
+    ids=["term", "ctrl-c", "hup"],
 )
 def test_sigterm_or_ctrl_c_ends_the_run_and_everything_it_started(settings, signum, to_group):
-    """`kill <pid>` of `warehouse run`, or Ctrl-C at its terminal (SIGINT to the whole group):
-    one line, the signal's exit status, the lock released cleanly, nothing left running."""
+    """`kill <pid>` of `warehouse run`, Ctrl-C at its terminal (SIGINT to the whole group) or a
+    closed terminal (SIGHUP): one line, the signal's exit status, the lock released cleanly,
+    nothing left running."""
     run = start_run(settings)
     wait_until(lambda: read_holder(settings.run_lock), timeout=60)
     wait_until(lambda: len(psutil.Process(run.pid).children()) == 1, timeout=60)
@@ -775,8 +665,6 @@ def dbt_processes(data_dir: Path) -> list[psutil.Process]:
 
 @pytest.mark.slow
 def test_sigkill_of_the_runs_process_group_during_dbt_leaves_nothing_running(published, tmp_path):
-    from tests.test_faults import restate_and_add_a_month
-
     settings = published
     restate_and_add_a_month(settings.landing_dir)  # work for dbt's incremental fact
     run = start_run(settings)
@@ -825,8 +713,6 @@ def test_sigkill_of_the_runs_process_group_during_dbt_leaves_nothing_running(pub
 
 @pytest.mark.slow
 def test_two_runs_at_once_give_one_refusal_or_one_wait_and_correct_marts(published, tmp_path):
-    from tests.test_faults import restate_and_add_a_month
-
     settings = published
     restate_and_add_a_month(settings.landing_dir)
     first = start_run(settings)
@@ -863,16 +749,16 @@ def test_a_scheduled_run_and_make_run_on_one_data_folder_take_turns(
     (another Airflow home) on the same data folder: whoever comes second waits for the lock,
     saying for whom; both runs succeed, no DuckDB lock error anywhere, marts equal the floor."""
 
-    from tests.test_faults import restate_and_add_a_month
+    from tests.airflow_api import ApiClient
     from warehouse.runtime import services
     from warehouse.settings import DAG_ID
 
     restate_and_add_a_month(published.landing_dir)
     up = own_airflow(published, stack_home)
-    stack = services.start(up)
+    stack = services.start(up)  # the DAGs are created unpaused: the scheduled run starts
     try:
-        client = services.ApiClient(stack.url, services.USERNAME, services.ensure_password(up))
-        services.unpause(client, [DAG_ID])
+        password = services.ensure_passwords(up)[services.USERNAME]
+        client = ApiClient(stack.url, services.USERNAME, password)
         # A scheduler task holds the data folder's lock: start `make run` now.
         wait_until(
             lambda: (read_holder(up.run_lock) or {}).get("run_id", "").startswith("scheduled"),

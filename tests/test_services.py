@@ -10,13 +10,14 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
 from tests.conftest import REPO, SESSION_SETTINGS
 from warehouse import cli
-from warehouse.runtime import accounts, services
+from warehouse.runtime import services
 from warehouse.runtime.postgres import Cluster
 
 
@@ -43,11 +44,14 @@ def test_every_listener_is_local_on_a_configured_port(stack_settings):
     assert env["AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK"] == "False"
     assert env["AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST"] == "127.0.0.1"
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].startswith("http://127.0.0.1:18080/")
-    # Airflow's own log servers listen on every interface: they are skipped, and the project's
-    # log server (Airflow's app, bound to 127.0.0.1) serves both log ports.
+    assert env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] == "False"
+    # Airflow's own log servers listen on every interface: they are skipped, and Airflow's log
+    # app is served on 127.0.0.1 on both log ports.
     assert "--skip-serve-logs" in services.COMMANDS["scheduler"]
     assert "--skip-serve-logs" in services.COMMANDS["triggerer"]
-    assert services.COMMANDS["api-server"][-2:] == ["--host", "127.0.0.1"]
+    for name in ("api-server", "worker-log-server", "trigger-log-server"):
+        command = services.COMMANDS[name]
+        assert command[command.index("--host") + 1] == "127.0.0.1", name
     assert set(services.listeners(stack_settings)) == {18080, 18793, 18794}
 
 
@@ -113,33 +117,31 @@ def test_ports_must_differ(stack_settings):
 
 
 def test_passwords_are_generated_once_kept_owner_only_and_the_settings_win(stack_settings):
-    first = accounts.ensure_passwords(stack_settings)
-    path = accounts.password_file(stack_settings.airflow_home)
+    first = services.ensure_passwords(stack_settings)
+    path = services.password_file(stack_settings.airflow_home)
 
-    assert set(first) == {"admin", "viewer"} == set(accounts.LOGINS)
-    assert accounts.LOGINS == {"admin": "Admin", "viewer": "Viewer"}  # FAB's built-in roles
+    assert set(first) == {"admin", "viewer"} == set(services.LOGINS)
+    assert services.LOGINS == {"admin": "Admin", "viewer": "Viewer"}  # FAB's built-in roles
     assert first["admin"] != first["viewer"] and min(map(len, first.values())) >= 20
     assert oct(path.stat().st_mode & 0o777) == "0o600"
-    assert accounts.ensure_passwords(stack_settings) == first  # kept, not regenerated
+    assert services.ensure_passwords(stack_settings) == first  # kept, not regenerated
     from_env = "-".join(["set", "in", "the", "environment"])
     given = dataclasses.replace(stack_settings, airflow_viewer_password=from_env)
-    assert accounts.ensure_passwords(given) == {**first, "viewer": given.airflow_viewer_password}
+    assert services.ensure_passwords(given) == {**first, "viewer": given.airflow_viewer_password}
     assert oct(path.stat().st_mode & 0o777) == "0o600"
 
 
 def test_make_up_prints_where_the_passwords_are_never_a_password(
     stack_settings, monkeypatch, capsys
 ):
-    passwords = accounts.ensure_passwords(stack_settings)
+    passwords = services.ensure_passwords(stack_settings)
     stack = services.Stack(stack_settings.airflow_home, stack_settings.airflow_port, {})
     monkeypatch.setattr(services, "start", lambda settings: stack)
-    monkeypatch.setattr(services, "ApiClient", lambda *args: None)
-    monkeypatch.setattr(services, "unpause", lambda *args: None)
     monkeypatch.setattr(cli.Settings, "from_env", classmethod(lambda cls: stack_settings))
 
     assert cli.main(["up"]) == 0
     out = capsys.readouterr().out
-    assert str(accounts.password_file(stack_settings.airflow_home)) in out
+    assert str(services.password_file(stack_settings.airflow_home)) in out
     assert not any(password in out for password in passwords.values())
 
 
@@ -151,11 +153,31 @@ def test_make_runs_embedded_metadata_is_owner_only(airflow_home):
     assert not (airflow_home / "postgres").exists()
 
 
-def test_make_up_installs_postgresql_where_missing():
-    makefile = (REPO / "Makefile").read_text()
-    assert "\nup: setup postgres-packages\n" in makefile
-    assert "test-packages: postgres-packages" in makefile
-    assert "apt-get install -y -qq --no-install-recommends postgresql-15" in makefile
+def test_make_up_installs_postgresql_where_missing(tmp_path):
+    """`make up` (and `make test`'s packages) first install Debian's postgresql-15 through apt
+    when its programs are missing, and leave apt alone when they are there."""
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    calls = tmp_path / "apt-get.calls"
+    (stubs / "apt-get").write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
+    (stubs / "apt-get").chmod(0o755)
+    installed = tmp_path / "installed"
+    installed.mkdir()
+    (installed / "initdb").write_text("#!/bin/sh\n")
+    (installed / "initdb").chmod(0o755)
+    env = {**os.environ, "PATH": f"{stubs}:{os.environ['PATH']}"}
+
+    def make(*args: str, pg_bin: Path) -> subprocess.CompletedProcess:
+        command = ["make", "--no-print-directory", *args, f"PG_BIN={pg_bin}", "SUDO="]
+        return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+
+    assert make("postgres-packages", pg_bin=installed).returncode == 0
+    assert not calls.exists()
+    assert make("postgres-packages", pg_bin=tmp_path / "missing").returncode == 0
+    assert calls.read_text().splitlines()[-1].endswith(" postgresql-15")
+    for target in ("up", "test-packages"):  # each would install it first (a dry run)
+        planned = make("--dry-run", target, pg_bin=tmp_path / "missing").stdout
+        assert "install -y -qq --no-install-recommends postgresql-15" in planned, target
 
 
 def test_warehouse_airflow_is_airflows_cli_against_make_ups_database(stack_settings):

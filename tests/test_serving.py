@@ -28,8 +28,9 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from tests.airflow_api import ApiClient, ApiError
 from tests.conftest import REPO, own_airflow, settings_for
-from warehouse.runtime import processes, services
+from warehouse.runtime import services
 from warehouse.runtime.postgres import Cluster
 from warehouse.settings import DAG_ID, REPORT_DAG_ID, Settings
 
@@ -64,7 +65,8 @@ def listening(pids: set[int]) -> set[tuple[str, int]]:
 def service_pids(stack: services.Stack, cluster: Cluster) -> set[int]:
     """Every process of the stack: each service with its children, and PostgreSQL's."""
     pids = set()
-    for pid in [*stack.pids.values(), int(cluster.postmaster_pid())]:
+    postmaster = int((cluster.data_dir / "postmaster.pid").read_text().split()[0])
+    for pid in [*stack.pids.values(), postmaster]:
         process = psutil.Process(pid)
         pids |= {pid, *(child.pid for child in process.children(recursive=True))}
     return pids
@@ -109,9 +111,7 @@ class BiReader(threading.Thread):
         self.join(timeout=10)
 
 
-def wait_for_runs(
-    client: services.ApiClient, dag_id: str, count: int, stack: services.Stack
-) -> list[dict]:
+def wait_for_runs(client: ApiClient, dag_id: str, count: int, stack: services.Stack) -> list[dict]:
     """The DAG's first `count` runs, oldest first, once all have finished (bounded)."""
     deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
@@ -153,16 +153,16 @@ def test_scheduler_runs_the_pipeline_publishes_and_every_client_reads(
     try:
         up = time.monotonic() - started
         passwords = json.loads(services.password_file(home).read_text())  # generated now
-        client = services.ApiClient(stack.url, services.USERNAME, passwords["admin"])
-        viewer = services.ApiClient(stack.url, services.VIEWER, passwords["viewer"])
+        client = ApiClient(stack.url, services.USERNAME, passwords["admin"])
+        viewer = ApiClient(stack.url, services.VIEWER, passwords["viewer"])
         # Every listener of the stack is on 127.0.0.1, on exactly the configured ports.
         listeners = listening(service_pids(stack, cluster))
         # A second stack (another home) on the same machine and ports is refused at once.
         second = dataclasses.replace(settings, airflow_home=tmp_path / "second")
         with pytest.raises(services.NotStarted) as taken:
             services.start(second)
-        services.unpause(client, [DAG_ID, REPORT_DAG_ID])
-        # A second, manual trigger while the scheduled run is active: it must wait its turn.
+        # Both DAGs are created unpaused, and the scheduler starts the pipeline's run. A second,
+        # manual trigger while the scheduled run is active: it must wait its turn.
         while not client.dag_runs(DAG_ID):
             time.sleep(1)
         client.post(f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None})
@@ -172,8 +172,8 @@ def test_scheduler_runs_the_pipeline_publishes_and_every_client_reads(
         anonymous = urllib.request.Request(f"{stack.url}/api/v2/dags/{DAG_ID}/dagRuns")
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(anonymous, timeout=10)
-        with pytest.raises(services.ServiceError, match="HTTP 401"):
-            services.ApiClient(stack.url, services.USERNAME, passwords["admin"] + "x")
+        with pytest.raises(ApiError, match="HTTP 401"):
+            ApiClient(stack.url, services.USERNAME, passwords["admin"] + "x")
         # The viewer sees the runs and their logs, and may not trigger, pause or edit.
         seen_by_viewer = viewer.dag_runs(DAG_ID)
         run_path = f"/api/v2/dags/{DAG_ID}/dagRuns/{manual['dag_run_id']}"
@@ -185,7 +185,7 @@ def test_scheduler_runs_the_pipeline_publishes_and_every_client_reads(
             ("POST", f"/api/v2/dags/{DAG_ID}/clearTaskInstances", {"dry_run": True}),
             ("PATCH", run_path, {"state": "failed"}),
         ]:
-            with pytest.raises(services.ServiceError) as refusal:
+            with pytest.raises(ApiError) as refusal:
                 viewer._call(method, path, body, auth=True)
             viewer_refusals[f"{method} {path}"] = str(refusal.value)
         # The metadata is in PostgreSQL, through the socket (no SQLite file in the home).
@@ -240,7 +240,7 @@ def test_scheduler_runs_the_pipeline_publishes_and_every_client_reads(
     assert mode(cluster.socket_dir) == "0o700"
 
     assert set(stopped) == {*services.SERVICES, "postgres"}
-    assert all(not processes.alive(pid) for pid in stack.pids.values())
+    assert not any(psutil.pid_exists(pid) for pid in stack.pids.values())
     assert services.running(home) == {}
     assert not cluster.running()
 

@@ -17,7 +17,6 @@ import json
 import os
 import signal
 import sys
-import time
 import traceback
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,8 +54,9 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the pipeline (and the report) in a child process that this one supervises, under the
-    data folder's lock: however this process ends, the run's processes end with it."""
+    """Run the pipeline (and the report) under the data folder's lock, in a child process that
+    this one ends however it ends itself: in the process running a task, Airflow's task runner
+    takes SIGTERM for itself (task_runner.py, `_on_term`)."""
     from warehouse.runtime.children import die_with_parent
 
     supervisor = os.getpid()
@@ -92,30 +92,23 @@ def _check_build_db(settings: Settings) -> None:
 
 
 def _supervise(child: int) -> int:
-    """Wait for the run's process; on SIGTERM, SIGINT (Ctrl-C) or SIGHUP, kill it (its dbt dies
-    with it: see warehouse.runtime.children) and say so in one line."""
-    from warehouse.runtime.processes import alive, descendants
+    """Wait for the run's process; on SIGTERM, SIGINT (Ctrl-C) or SIGHUP, kill it, end every
+    process below it (dbt's launcher, which removes Cosmos's project copy) and say so."""
+    from warehouse.runtime.processes import terminate, tree
 
     stopped: list[int] = []
-    below: list[int] = []
 
     def stop(signum, _frame):
         if not stopped:
             stopped.append(signum)
-            below.extend(descendants(child))  # Airflow's own subprocesses, dbt's launcher
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signal.SIGKILL)
-            for pid in below:  # SIGTERM: dbt's launcher still removes its project copy
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGTERM)
+            below = tree(child)[1:]
+            os.kill(child, signal.SIGKILL)
+            terminate(below)
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, stop)
     _, status = os.waitpid(child, 0)  # retried across signals (PEP 475)
     if stopped:
-        deadline = time.monotonic() + 10
-        while any(alive(pid) for pid in below) and time.monotonic() < deadline:
-            time.sleep(0.05)
         name = signal.Signals(stopped[0]).name
         print(
             f"error: stopped by {name}: the run and every process it started were ended; "
@@ -247,14 +240,11 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
         settings = dataclasses.replace(settings, airflow_port=args.port)
     print(
         "starting PostgreSQL, then Airflow: api-server, scheduler, dag-processor, triggerer, "
-        "log server ...",
+        "log servers ...",
         flush=True,
     )
     try:
         stack = services.start(settings)
-        password = services.ensure_password(settings)
-        client = services.ApiClient(stack.url, services.USERNAME, password)
-        services.unpause(client, [DAG_ID, REPORT_DAG_ID])
     except services.NotStarted as error:  # nothing was started: nothing to stop
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -264,7 +254,7 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     print(f"Airflow UI: {stack.url}  (logins: {services.USERNAME}; {services.VIEWER}, read-only)")
     print(f"their passwords are in {services.password_file(stack.home)} (readable by you only)")
-    print(f"{DAG_ID} is unpaused on its daily schedule; {REPORT_DAG_ID} runs after each publish")
+    print(f"{DAG_ID} is created unpaused, daily; {REPORT_DAG_ID} runs after each publish")
     print(f"service logs: {stack.log('scheduler').parent}/; stop with `make down`")
     return 0
 

@@ -22,9 +22,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import psutil
 
 from warehouse.db import bounds, connect
-from warehouse.runtime import processes
 from warehouse.settings import REPO_ROOT, Settings
 
 # Oldest DuckDB release whose readers must open the published file (the duckdb-cli on PyPI,
@@ -133,7 +133,7 @@ def _remove_stale_staging(*folders: Path) -> None:
     for folder in folders:
         for path in folder.glob(".*.tmp-*"):
             pid = path.name.rsplit(".tmp-", 1)[1].split(".")[0]
-            if pid.isdigit() and not processes.alive(int(pid)):
+            if pid.isdigit() and not psutil.pid_exists(int(pid)):
                 path.unlink(missing_ok=True)
 
 

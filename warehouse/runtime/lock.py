@@ -1,21 +1,14 @@
-"""One writer per data folder, by design: a lock on `<data>/.run.lock` for as long as a run (or
-a writing task) works on the build database.
+"""One writer per data folder: Airflow orders tasks within a run, not two runs (a scheduler's
+and a `make run`) on the same files, nor the dbt a killed run left behind.
 
-The lock is `flock(2)`, which the kernel drops when its holder dies, however it dies: a
-SIGKILLed run never leaves a lock that blocks the next one. The holder writes who it is (pid,
-run id, what it is doing, since when) into the file, so a second run can name it; a holder that
-ends normally empties the file, so finding it non-empty when the lock is free means the last
-holder died, and the new holder says so in one line.
-
-`warehouse run` holds the lock for the whole run; every DAG task that opens the build database
-takes it too. Under `dag.test()` the tasks run inside the run's own process, where taking it
-again is a no-op (the lock is re-entrant per process); under a scheduler each task process
-takes it for the task, so a `make run` and a scheduled run on the same data folder are ordered
-task by task (each task is idempotent, and none ever overlaps another writer).
-
-The processes a run starts (dbt, through `warehouse.runtime.children`) hold a shared lock on
-`<data>/.children.lock` while they live. A new holder of the run lock waits for that file to be
-free before it starts, so nothing a dead run started is still writing when the next one begins.
+A `flock(2)` on `<data>/.run.lock`, which the kernel drops when its holder dies however it dies.
+The holder writes who it is into the file, so a second run can name it; a clean release empties
+the file, so a non-empty file under a free lock means the last holder died, and the next one
+says so. `warehouse run` holds it for the whole run, every task that opens the build database
+for the task (re-entrant within a process: under `dag.test()` the tasks run in the run's own).
+Processes a run starts (dbt, through `warehouse.runtime.children`) hold `<data>/.children.lock`
+shared while they live; a new holder waits for it to be free, so nothing a dead run started is
+still writing when the next one begins.
 """
 
 from __future__ import annotations
@@ -28,7 +21,6 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,19 +36,8 @@ class LockHeldError(Exception):
     """The data folder is in use by another run; the message names it in one line."""
 
 
-def _say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
-@dataclass
-class _Held:
-    fd: int
-    depth: int
-    record: dict
-
-
-# Lock file -> this process's hold on it (re-entrant: tasks inside `warehouse run`).
-_HELD: dict[Path, _Held] = {}
+# Lock file -> this process's descriptor and record (re-entrant: tasks inside `warehouse run`).
+_HELD: dict[Path, tuple[int, dict]] = {}
 
 
 def describe_holder(record: dict | None) -> str:
@@ -85,12 +66,17 @@ def _write_record(fd: int, record: dict) -> None:
     os.fsync(fd)
 
 
-def _try_lock(fd: int, operation: int) -> bool:
-    try:
-        fcntl.flock(fd, operation | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
+def _lock_within(fd: int, seconds: float) -> bool:
+    """Take the exclusive flock on `fd`, trying for up to `seconds`; whether it was taken."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(_POLL_SECONDS)
 
 
 def _wait_for_children(settings: Settings, say: Callable[[str], None]) -> None:
@@ -99,18 +85,13 @@ def _wait_for_children(settings: Settings, say: Callable[[str], None]) -> None:
     path = settings.children_lock
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        if _try_lock(fd, fcntl.LOCK_EX):
-            return
-        say(f"waiting for processes of an earlier run on {settings.data_dir} to end ...")
-        deadline = time.monotonic() + CHILDREN_WAIT_SECONDS
-        while time.monotonic() < deadline:
-            time.sleep(_POLL_SECONDS)
-            if _try_lock(fd, fcntl.LOCK_EX):
-                return
-        raise LockHeldError(
-            f"processes started by an earlier run still hold {path} after "
-            f"{CHILDREN_WAIT_SECONDS:.0f} s; find them with `fuser {path}` and stop them"
-        )
+        if not _lock_within(fd, 0):
+            say(f"waiting for processes of an earlier run on {settings.data_dir} to end ...")
+            if not _lock_within(fd, CHILDREN_WAIT_SECONDS):
+                raise LockHeldError(
+                    f"processes started by an earlier run still hold {path} after "
+                    f"{CHILDREN_WAIT_SECONDS:.0f} s; find them with `fuser {path}` and stop them"
+                )
     finally:
         os.close(fd)  # closing drops the lock: the barrier is passed, not held
 
@@ -125,7 +106,7 @@ def _acquire(settings: Settings, record: dict, wait_seconds: float, say) -> int:
 
         raise storage_error(error, path, "taking the data folder's lock") or error from error
     try:
-        if not _try_lock(fd, fcntl.LOCK_EX):
+        if not _lock_within(fd, 0):
             holder = describe_holder(read_holder(path))
             if wait_seconds <= 0:
                 raise LockHeldError(
@@ -133,15 +114,12 @@ def _acquire(settings: Settings, record: dict, wait_seconds: float, say) -> int:
                     "WAREHOUSE_LOCK_WAIT_SECONDS to wait for it"
                 )
             say(f"{settings.data_dir} is in use by {holder}; waiting up to {wait_seconds:g} s")
-            deadline = time.monotonic() + wait_seconds
-            while not _try_lock(fd, fcntl.LOCK_EX):
-                if time.monotonic() >= deadline:
-                    holder = describe_holder(read_holder(path))
-                    raise LockHeldError(
-                        f"{settings.data_dir} is still in use by {holder} after waiting "
-                        f"{wait_seconds:g} s (WAREHOUSE_LOCK_WAIT_SECONDS); try again later"
-                    )
-                time.sleep(_POLL_SECONDS)
+            if not _lock_within(fd, wait_seconds):
+                holder = describe_holder(read_holder(path))
+                raise LockHeldError(
+                    f"{settings.data_dir} is still in use by {holder} after waiting "
+                    f"{wait_seconds:g} s (WAREHOUSE_LOCK_WAIT_SECONDS); try again later"
+                )
         stale = read_holder(path)
         if stale:
             say(
@@ -156,13 +134,6 @@ def _acquire(settings: Settings, record: dict, wait_seconds: float, say) -> int:
     return fd
 
 
-def _release(path: Path) -> None:
-    held = _HELD.pop(path)
-    with contextlib.suppress(OSError):
-        os.ftruncate(held.fd, 0)  # an empty file: released cleanly, not by a death
-    os.close(held.fd)  # closing the only descriptor drops the flock
-
-
 @contextlib.contextmanager
 def hold_data_lock(
     settings: Settings,
@@ -170,23 +141,19 @@ def hold_data_lock(
     run_id: str | None = None,
     *,
     wait_seconds: float | None = None,
-    say: Callable[[str], None] = _say,
+    say: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
 ) -> Iterator[dict]:
     """Hold the data folder's writer lock for the block; waits up to `wait_seconds` (the
     settings' `lock_wait_seconds` by default) for another holder, then raises LockHeldError
     naming it. Re-entrant within a process; an inner holder adds its run id to the record."""
     path = settings.run_lock
-    held = _HELD.get(path)
-    if held is not None:
-        held.depth += 1
-        if run_id and held.record.get("run_id") != run_id:
-            held.record["run_id"] = run_id
+    if path in _HELD:
+        fd, record = _HELD[path]
+        if run_id and record.get("run_id") != run_id:
+            record["run_id"] = run_id
             with contextlib.suppress(OSError):
-                _write_record(held.fd, held.record)
-        try:
-            yield held.record
-        finally:
-            held.depth -= 1
+                _write_record(fd, record)
+        yield record
         return
     record = {
         "pid": os.getpid(),
@@ -197,15 +164,11 @@ def hold_data_lock(
     }
     wait = settings.lock_wait_seconds if wait_seconds is None else wait_seconds
     fd = _acquire(settings, record, wait, say)
-    _HELD[path] = _Held(fd, 1, record)
+    _HELD[path] = (fd, record)
     try:
         yield record
     finally:
-        if path in _HELD:
-            _release(path)
-
-
-def release_all() -> None:
-    """Release every lock this process holds (before it exits on a signal)."""
-    for path in list(_HELD):
-        _release(path)
+        del _HELD[path]
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)  # an empty file: released cleanly, not by a death
+        os.close(fd)  # closing the only descriptor drops the flock

@@ -1,17 +1,14 @@
-"""Airflow's metadata database for `make up`: a PostgreSQL 15 cluster owned by the project.
+"""A PostgreSQL 15 cluster for `make up`'s metadata, owned by the project (Airflow brings none).
 
-The cluster lives in `<airflow home>/postgres/`: its data folder (`data/`, mode 0700), the
-folder of its Unix socket (`run/`, 0700; the server listens on no TCP port at all), its log,
-and the generated password in a libpq password file (`pgpass`, 0600). Airflow connects through
-the socket with the password read by libpq from that file (`PGPASSFILE`), so the password is
-in no connection URL, command line or environment. Debian's `postgresql-15` provides the
-programs (the Makefile installs it where missing); PostgreSQL refuses to run as root, so when
-we are root the server runs as the `postgres` user the package creates.
+It lives in `<airflow home>/postgres/`: `data/` (0700), the Unix socket in `run/` (0700; no TCP
+listener at all), its log, and the generated password in a libpq password file (`pgpass`,
+0600) that Airflow's connections read through `PGPASSFILE`, so that the password is in no URL,
+command line or environment. PostgreSQL refuses to run as root: as root, the server runs as
+the `postgres` user that Debian's `postgresql-15` creates.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pwd
 import secrets
@@ -20,12 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-DATABASE = "airflow"
-ROLE = "airflow"
-# The socket's file name carries the port, even with no TCP listener (`.s.PGSQL.5432`).
-SOCKET_PORT = 5432
-# Longest Unix socket path the kernel accepts (sun_path is 108 bytes with its terminator).
-MAX_SOCKET_PATH = 107
+ROLE = DATABASE = "airflow"
 
 
 class PostgresError(RuntimeError):
@@ -34,8 +26,6 @@ class PostgresError(RuntimeError):
 
 @dataclass(frozen=True)
 class Cluster:
-    """The project's PostgreSQL cluster under one Airflow home."""
-
     root: Path
 
     @classmethod
@@ -52,16 +42,11 @@ class Cluster:
 
     @property
     def password_file(self) -> Path:
-        """libpq's password file (`host:port:database:user:password`), mode 0600."""
         return self.root / "pgpass"
 
     @property
-    def log(self) -> Path:
-        return self.root / "postgres.log"
-
-    @property
     def url(self) -> str:
-        """SQLAlchemy's URL for Airflow: the socket folder as host, no password in it."""
+        """SQLAlchemy's URL for Airflow: the socket's folder as host, no password in it."""
         return f"postgresql+psycopg2://{ROLE}@/{DATABASE}?host={self.socket_dir}"
 
     def environment(self) -> dict[str, str]:
@@ -71,154 +56,75 @@ class Cluster:
             "PGPASSFILE": str(self.password_file),
         }
 
-    def password(self) -> str:
-        return self.password_file.read_text().strip().rsplit(":", 1)[1]
-
-    def postmaster_pid(self) -> int:
-        """The server's process id (the first line of its pid file)."""
-        return int((self.data_dir / "postmaster.pid").read_text().split()[0])
-
-    def initialised(self) -> bool:
-        return (self.data_dir / "PG_VERSION").exists()
-
     def running(self) -> bool:
-        if not self.initialised():
+        if not (self.data_dir / "PG_VERSION").exists():
             return False
-        status = _run([*_as_owner(), str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), "status"])
-        return status.returncode == 0
+        return _run("pg_ctl", "status", "-D", str(self.data_dir), check=False).returncode == 0
 
-    def create(self) -> None:
-        """initdb a new cluster with a generated password, once; then its settings."""
-        if self.initialised():
-            return
+    def start(self) -> None:
+        """Create the cluster on the first start, start the server, create Airflow's database."""
         if not (PG_BIN / "initdb").exists():
             raise PostgresError(
                 f"PostgreSQL 15 is not installed ({PG_BIN}/initdb is missing): "
                 "`make up` installs Debian's postgresql-15, or apt-get install postgresql-15"
             )
-        socket = self.socket_dir / f".s.PGSQL.{SOCKET_PORT}"
-        if len(str(socket)) > MAX_SOCKET_PATH:
-            raise PostgresError(
-                f"the socket path {socket} is longer than {MAX_SOCKET_PATH} bytes: "
-                "use a shorter AIRFLOW_HOME"
-            )
         owner = _owner()
-        for folder in (self.root, self.socket_dir):
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.chmod(folder, 0o700)
-            os.chown(folder, owner.pw_uid, owner.pw_gid)
-        if _run([*_as_owner(), "test", "-w", str(self.root)]).returncode != 0:
-            raise PostgresError(
-                f"user {owner.pw_name} (who runs PostgreSQL, which refuses root) cannot reach "
-                f"{self.root}: make its parent folders searchable (chmod o+x) or use another "
-                "AIRFLOW_HOME"
-            )
-        password = secrets.token_hex(24)  # hex: nothing to escape in the password file
-        _write_private(self.password_file, f"*:*:*:{ROLE}:{password}\n")
-        # initdb reads the superuser's password from a file only its own user can read.
-        initdb_password = self.root / ".initdb-password"
-        _write_private(initdb_password, password + "\n")
-        os.chown(initdb_password, owner.pw_uid, owner.pw_gid)
-        try:
-            self._check(
-                [
-                    str(PG_BIN / "initdb"),
-                    "--pgdata",
+        if not (self.data_dir / "PG_VERSION").exists():
+            for folder in (self.root, self.socket_dir):
+                folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+                os.chown(folder, owner.pw_uid, owner.pw_gid)
+            password = secrets.token_hex(24)  # hex: nothing to escape in the password file
+            _private(self.password_file, f"*:*:*:{ROLE}:{password}\n")
+            once = _private(self.root / ".initdb-password", f"{password}\n", owner)
+            try:
+                _run(
+                    "initdb",
+                    "-D",
                     str(self.data_dir),
-                    "--username",
+                    "-U",
                     ROLE,
-                    f"--pwfile={initdb_password}",
+                    f"--pwfile={once}",
                     "--auth=scram-sha-256",
-                    "--encoding=UTF8",
                     "--no-locale",
-                ],
-                "initdb",
-            )
-        finally:
-            initdb_password.unlink(missing_ok=True)
-        # Only the socket, owner-only; no TCP listener.
-        with (self.data_dir / "postgresql.conf").open("a") as conf:
-            conf.write(
-                "\n# the project's cluster (warehouse/runtime/postgres.py)\n"
-                "listen_addresses = ''\n"
-                f"unix_socket_directories = '{self.socket_dir}'\n"
-                "unix_socket_permissions = 0700\n"
-                f"port = {SOCKET_PORT}\n"
-            )
-
-    def start(self, timeout: int = 60) -> None:
-        """Create the cluster if needed, start it, and create Airflow's database once."""
-        self.create()
+                )
+            finally:
+                once.unlink()
         if not self.running():
-            self.log.touch(mode=0o600)
-            owner = _owner()
-            os.chown(self.log, owner.pw_uid, owner.pw_gid)
-            self._check(
-                [
-                    str(PG_BIN / "pg_ctl"),
-                    "--pgdata",
-                    str(self.data_dir),
-                    "--log",
-                    str(self.log),
-                    "--wait",
-                    f"--timeout={timeout}",
-                    "start",
-                ],
-                "pg_ctl start",
+            log = self.root / "postgres.log"
+            log.touch(mode=0o600)
+            os.chown(log, owner.pw_uid, owner.pw_gid)
+            local = f"-c listen_addresses='' -k '{self.socket_dir}' -c unix_socket_permissions=0700"
+            started = _run(
+                "pg_ctl",
+                "start",
+                "-w",
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(log),
+                "-o",
+                local,
+                check=False,
             )
-        exists = self._psql(f"select 1 from pg_database where datname = '{DATABASE}'", "postgres")
-        if exists.strip() != "1":
-            self._psql(f"create database {DATABASE}", "postgres")
+            if started.returncode != 0:
+                raise PostgresError(f"pg_ctl start failed: {log.read_text()[-1500:]}")
+        client = ("-h", str(self.socket_dir), "-U", ROLE)
+        created = _run("createdb", *client, DATABASE, as_us=True, env=self.environment())
+        if created.returncode != 0 and "already exists" not in created.stdout:
+            raise PostgresError(f"createdb {DATABASE} failed: {created.stdout[-1500:]}")
 
     def stop(self) -> bool:
-        """Stop the server (fast shutdown: open sessions are ended); whether it was running."""
+        """Stop the server (fast: open sessions are ended); whether it was running."""
         if not self.running():
             return False
-        self._check(
-            [str(PG_BIN / "pg_ctl"), "--pgdata", str(self.data_dir), "--mode=fast", "stop"],
-            "pg_ctl stop",
-        )
+        _run("pg_ctl", "stop", "--mode=fast", "-D", str(self.data_dir))
         return True
-
-    def _psql(self, sql: str, database: str) -> str:
-        """One statement as the cluster's superuser, through the socket with the password
-        file (libpq clients may run as root; only the server may not)."""
-        result = _run(
-            [
-                str(PG_BIN / "psql"),
-                "--no-psqlrc",
-                "--tuples-only",
-                "--no-align",
-                "--host",
-                str(self.socket_dir),
-                "--port",
-                str(SOCKET_PORT),
-                "--username",
-                ROLE,
-                "--dbname",
-                database,
-                "--command",
-                sql,
-            ],
-            env={**os.environ, "PGPASSFILE": str(self.password_file)},
-        )
-        if result.returncode != 0:
-            raise PostgresError(f"psql {sql!r} failed: {result.stdout.strip()[-1000:]}")
-        return result.stdout
-
-    def _check(self, command: list[str], what: str) -> None:
-        result = _run([*_as_owner(), *command])
-        if result.returncode != 0:
-            tail = self.log.read_text(errors="replace")[-1500:] if self.log.exists() else ""
-            raise PostgresError(f"{what} failed: {result.stdout.strip()[-1500:]}\n{tail}".strip())
 
 
 def _owner() -> pwd.struct_passwd:
     """Who runs the server: we ourselves, or `postgres` when we are root."""
-    if os.geteuid() != 0:
-        return pwd.getpwuid(os.geteuid())
     try:
-        return pwd.getpwnam("postgres")
+        return pwd.getpwnam("postgres") if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())
     except KeyError:
         raise PostgresError(
             "PostgreSQL refuses to run as root and there is no `postgres` user: "
@@ -226,28 +132,26 @@ def _owner() -> pwd.struct_passwd:
         ) from None
 
 
-def _as_owner() -> list[str]:
-    """The prefix that runs a command as the server's user (nothing when that is us)."""
-    if os.geteuid() != 0:
-        return []
-    return ["runuser", "-u", _owner().pw_name, "--"]
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read (0600 from the moment it exists)."""
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as file:
+def _private(path: Path, text: str, owner: pwd.struct_passwd | None = None) -> Path:
+    """A new file only its owner can read (0600 from the moment it exists), holding `text`."""
+    path.unlink(missing_ok=True)
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
         file.write(text)
+    if owner is not None:
+        os.chown(path, owner.pw_uid, owner.pw_gid)
+    return path
 
 
-def _run(command: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        cwd="/",  # the server's user may not be able to enter our working directory
-    )
+def _run(
+    program: str, *args: str, check=True, as_us=False, env=None
+) -> subprocess.CompletedProcess:
+    """A PostgreSQL program, as the server's user unless `as_us` (a client may run as root), from
+    `/` (that user may not enter our folder); a failure raises PostgresError with its output."""
+    command = [str(PG_BIN / program), *args]
+    if os.geteuid() == 0 and not as_us:
+        command = ["runuser", "-u", _owner().pw_name, "--", *command]
+    output = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+    result = subprocess.run(command, **output, cwd="/", env={**os.environ, **(env or {})})
+    if check and result.returncode != 0:
+        raise PostgresError(f"{program} {args[0]} failed: {result.stdout.strip()[-1500:]}")
+    return result

@@ -1,40 +1,36 @@
-"""Whether a process still runs (the services' pid files, stale publish staging), and the
-processes below one (what `warehouse run` ends when it is stopped)."""
+"""Ending a process tree, SIGTERM then SIGKILL, in one call (psutil gives the parts, not this)."""
 
 from __future__ import annotations
 
-import os
+import contextlib
+from collections.abc import Iterable
+
+import psutil
+
+# How long processes are given to end after SIGTERM before SIGKILL.
+TERM_GRACE_SECONDS = 10.0
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0: checks the process exists, sends nothing
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, owned by someone else
-        return True
-    return True
+def tree(pid: int) -> list[psutil.Process]:
+    """The process `pid` and every process below it; empty when it is gone."""
+    with contextlib.suppress(psutil.NoSuchProcess):
+        top = psutil.Process(pid)
+        return [top, *top.children(recursive=True)]
+    return []
 
 
-def descendants(pid: int) -> list[int]:
-    """Every live process below `pid` (children, theirs, ...), read from /proc (Linux)."""
-    children: dict[int, list[int]] = {}
-    try:
-        entries = [entry.name for entry in os.scandir("/proc") if entry.name.isdigit()]
-    except OSError:
-        return []
-    for name in entries:
-        try:
-            with open(f"/proc/{name}/stat") as stat:
-                # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(name))
-    found: list[int] = []
-    stack = [pid]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
-    return found
+def terminate(
+    processes: Iterable[psutil.Process], grace: float = TERM_GRACE_SECONDS
+) -> list[psutil.Process]:
+    """SIGTERM each process, wait up to `grace` seconds for all to end (reaping our children),
+    then SIGKILL the survivors and wait for them; returns the processes that had to be killed."""
+    processes = list(processes)
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.terminate()
+    _, survivors = psutil.wait_procs(processes, timeout=grace)
+    for process in survivors:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(survivors, timeout=grace)
+    return survivors

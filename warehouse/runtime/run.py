@@ -1,10 +1,8 @@
-"""Run a DAG once, end to end, in this process (Airflow's `dag.test()`).
+"""`warehouse run`: one DAG run in this process (`dag.test()`), its Airflow output in a log file
+and its outcome as task states; Airflow's `dags test` prints everything and says no more.
 
-`warehouse run` runs the pipeline DAG this way and then, if it published, the report DAG, as
-the scheduler would on the published Asset's event (no scheduler runs here). Airflow's task
-logs go to a log file, so that what a person sees at the end is the run's outcome and the
-summary of what the build database holds. The caller applies its settings to the environment
-(`Settings.apply()`) before Airflow is first imported, since Airflow reads its home once.
+The caller applies its settings to the environment (`Settings.apply()`) before Airflow is first
+imported, since Airflow reads its home once.
 """
 
 from __future__ import annotations
@@ -18,18 +16,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from warehouse.runtime import forkserver, warmup
 from warehouse.runtime.children import launcher_command
-from warehouse.settings import DAG_ID, DAGS_FOLDER, VENV_DBT, WRITER_POOL, Settings
+from warehouse.settings import DAG_ID, DAGS_FOLDER, WRITER_POOL, Settings
 
 
 @dataclass
 class PipelineRun:
     run_id: str
     state: str
-    # Each task instance's final state, by task id; a mapped one's as `task_id[name]`, its
-    # name being its map index as the UI shows it (map_index_template), else the number.
-    task_states: dict[str, str]
+    task_states: dict[str, str]  # by task id; a mapped task's as `task[its map index's name]`
     log_file: Path
 
     @property
@@ -132,40 +127,17 @@ def load_dag(dag_id: str = DAG_ID):
 def run_once(settings: Settings, log_file: Path | None = None, dag_id: str = DAG_ID) -> PipelineRun:
     """Run the DAG once with `dag.test()` in this process, whose environment must already be
     the settings' (the DAG's tasks build their settings from it); says how the run ended."""
+    from airflow.models.dagrun import DagRun
+
     log_file = log_file or settings.logs_dir / f"run_{datetime.now(UTC):%Y%m%dT%H%M%S}.log"
     prepare_airflow_home(settings)
-    # Only the pipeline DAG runs dbt; the report DAG would leave the server's imports unused.
-    dbt_ahead = _dbt_ahead(settings) if dag_id == DAG_ID else contextlib.nullcontext()
-    with (
-        settings.applied(),
-        _output_to(log_file),
-        warmup.during_waits(_import_the_audit),
-        dbt_ahead,
-    ):
-        dag = load_dag(dag_id)
-        dag_run = dag.test()
-    states = _task_states(dag_id, dag_run.run_id)
-    return PipelineRun(dag_run.run_id, str(dag_run.state), states, log_file)
-
-
-def _dbt_ahead(settings: Settings) -> contextlib.AbstractContextManager:
-    """A fork server that imports dbt and its adapter while the first tasks run, for the
-    transform task to start dbt from (`warehouse.runtime.forkserver`): about 3.5 s of a run.
-    Only for this Python's own dbt: another executable (`WAREHOUSE_DBT_EXECUTABLE`) runs as
-    itself."""
-    if settings.dbt_executable != VENV_DBT:
-        return contextlib.nullcontext()
-    return forkserver.serving(
-        VENV_DBT, "dbt.cli.main:cli", preload=[f"dbt.adapters.{settings.engine}"]
-    )
-
-
-def _import_the_audit() -> None:
-    """What the validate task imports first (pandas, Great Expectations): every task shares
-    this process, so it is imported while the transform task waits for dbt."""
-    from warehouse.audit.expectations import import_gx
-
-    import_gx()
+    with settings.applied(), _output_to(log_file):
+        run = load_dag(dag_id).test()
+    states = {}
+    for ti in DagRun.fetch_task_instances(dag_id=dag_id, run_id=run.run_id):
+        index = "" if ti.map_index < 0 else f"[{ti.rendered_map_index or ti.map_index}]"
+        states[ti.task_id + index] = str(ti.state)
+    return PipelineRun(run.run_id, str(run.state), states, log_file)
 
 
 # The one-line causes the pipeline's own errors carry (disk full, permission, corrupt database,
@@ -177,28 +149,7 @@ def failure_cause(log_file: Path) -> str | None:
     """The last one-line cause a failed task logged (a StorageError's or LockHeldError's
     message), or None when the log holds none."""
     try:
-        text = log_file.read_text(errors="replace")
+        causes = _CAUSE.findall(log_file.read_text(errors="replace"))
     except OSError:
         return None
-    causes = [m[1].strip() for m in _CAUSE.finditer(text)]
-    return causes[-1] if causes else None
-
-
-def _task_states(dag_id: str, run_id: str) -> dict[str, str]:
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        rows = session.execute(
-            select(
-                TaskInstance.task_id,
-                TaskInstance.map_index,
-                TaskInstance.rendered_map_index,
-                TaskInstance.state,
-            ).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)
-        ).all()
-    return {
-        (task if index < 0 else f"{task}[{name or index}]"): str(state)
-        for task, index, name, state in rows
-    }
+    return causes[-1].strip() if causes else None

@@ -1,18 +1,16 @@
-"""Airflow's services on this machine: `make up` starts them, `make down` stops them.
+"""`make up`/`make down`: Airflow's services in the background, local-only, on PostgreSQL with FAB.
 
-The api-server (UI and REST API), scheduler, dag-processor, triggerer and a log server run as
-background processes of the project's Python against AIRFLOW_HOME, with the LocalExecutor: the
-components docker-compose.yml runs in containers, run natively. Like the compose, the metadata
-database is PostgreSQL (the project's own cluster under `<airflow home>/postgres/`, reached
-through its Unix socket: `warehouse.runtime.postgres`) and the auth manager is FAB's, with an
-`admin` and a read-only `viewer` login (`warehouse.runtime.accounts`); `make run` keeps its
-embedded SQLite database and needs no login. Each process's pid and output are in
-`AIRFLOW_HOME/services/`.
-
-On a shared machine: every listener is on 127.0.0.1 only, on a port of the settings (the API,
-and the log server's two ports; PostgreSQL listens on its socket only), and each port is
-checked before anything starts, so a taken one stops `make up` with one line naming it and
-the setting that moves it. The passwords are in a file only its owner can read, never printed.
+`airflow standalone` is not used: it forces the SimpleAuthManager (no FAB admin and viewer) and
+its scheduler and triggerer serve logs on every interface (Airflow 3.3, standalone_command.py).
+So the api-server, scheduler, dag-processor and triggerer run as Airflow's own commands against
+AIRFLOW_HOME with the LocalExecutor, as docker-compose.yml runs them; the metadata database is
+the project's PostgreSQL (`warehouse.runtime.postgres`); the DAGs are created unpaused
+(`[core] dags_are_paused_at_creation`); the logins are made by FAB's `airflow users` commands.
+Each listener is on 127.0.0.1 on a port of the settings, checked before anything starts: Airflow's
+log servers bind every interface with no setting for it (serve_logs/core.py), so the scheduler
+and triggerer skip theirs and uvicorn serves Airflow's log app on 127.0.0.1 instead. The
+passwords are in a file only its owner can read, never printed nor in a command line. Each
+process's pid and output are in `AIRFLOW_HOME/services/`.
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ import contextlib
 import errno
 import json
 import os
-import signal
+import secrets
 import socket
 import subprocess
 import sys
@@ -31,38 +29,38 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from warehouse.runtime import accounts, processes
+import psutil
+
 from warehouse.runtime.postgres import Cluster, PostgresError
+from warehouse.runtime.processes import terminate, tree
 from warehouse.runtime.run import prepare_airflow_home
 from warehouse.settings import Settings
 
-SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer", "log-server")
-USERNAME = "admin"
-VIEWER = "viewer"
-PASSWORD_FILE = accounts.PASSWORD_FILE
 HOST = "127.0.0.1"
 AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
-# Each service's command after `python -m`: Airflow's own log servers would listen on every
-# interface, so the scheduler and triggerer skip theirs and `log-server` serves on 127.0.0.1.
+USERNAME, VIEWER = "admin", "viewer"
+# Each login's FAB role (built in; Viewer reads runs and logs, and may change nothing).
+LOGINS = {USERNAME: "Admin", VIEWER: "Viewer"}
+PASSWORD_FILE = "airflow_passwords.json"
+LOG_APP = ["uvicorn", "--factory", "airflow.utils.serve_logs.log_server:create_app"]
+# Each service's command after `python -m`; the log servers' ports come from the settings.
 COMMANDS = {
     "api-server": ["airflow", "api-server", "--host", HOST],
     "scheduler": ["airflow", "scheduler", "--skip-serve-logs"],
     "dag-processor": ["airflow", "dag-processor"],
     "triggerer": ["airflow", "triggerer", "--skip-serve-logs"],
-    "log-server": ["warehouse.runtime.log_server"],
+    "worker-log-server": [*LOG_APP, "--host", HOST, "--no-access-log"],
+    "trigger-log-server": [*LOG_APP, "--host", HOST, "--no-access-log"],
 }
+SERVICES = tuple(COMMANDS)
 
 
 class ServiceError(RuntimeError):
-    """A service that would not start, or an API call that failed, with the reason."""
+    """A service that would not start, with the reason."""
 
 
 class NotStarted(ServiceError):
     """Refused before anything started (a port taken, a stack already running)."""
-
-
-def _state_dir(home: Path) -> Path:
-    return home / "services"
 
 
 def service_environment(settings: Settings) -> dict[str, str]:
@@ -71,12 +69,11 @@ def service_environment(settings: Settings) -> dict[str, str]:
     return {
         **os.environ,
         **settings.environment(),
-        # The metadata database: the project's PostgreSQL cluster, through its socket.
         **Cluster.of(settings.airflow_home).environment(),
         "AIRFLOW__CORE__AUTH_MANAGER": AUTH_MANAGER,
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         # Writers run one at a time (the duckdb_writer pool): a few worker processes suffice.
         "AIRFLOW__CORE__PARALLELISM": "4",
-        # Task processes report to the execution API of this api-server.
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{HOST}:{port}/execution/",
         "AIRFLOW__API__HOST": HOST,
         "AIRFLOW__API__PORT": str(port),
@@ -123,24 +120,36 @@ def check_ports_free(settings: Settings) -> None:
 
 
 def password_file(home: Path) -> Path:
-    """Where the logins' passwords are kept (owner-only)."""
-    return accounts.password_file(home)
+    return home / PASSWORD_FILE
 
 
-def ensure_password(settings: Settings) -> str:
-    """The admin password (see `accounts.ensure_passwords`)."""
-    return accounts.ensure_passwords(settings)[USERNAME]
+def ensure_passwords(settings: Settings) -> dict[str, str]:
+    """Each login's password: from the settings, else the one kept in the password file, else
+    a new random one; the file (mode 0600) then holds them all."""
+    path = password_file(settings.airflow_home)
+    stored = json.loads(path.read_text() or "{}") if path.exists() else {}
+    given = {USERNAME: settings.airflow_password, VIEWER: settings.airflow_viewer_password}
+    passwords = {
+        login: given[login] or stored.get(login) or secrets.token_urlsafe(18) for login in LOGINS
+    }
+    if stored != passwords:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+            json.dump(passwords, file)
+    path.chmod(0o600)
+    return passwords
 
 
 def create_logins(settings: Settings, env: dict[str, str], log: Path) -> dict[str, str]:
     """The logins' passwords (kept in the owner-only file), and each login in FAB's tables of
-    the metadata database `env` configures (a process of its own, for Airflow's config)."""
-    passwords = accounts.ensure_passwords(settings)
-    kept = password_file(settings.airflow_home)
+    the metadata database `env` configures: `airflow users create` and `reset-password`, run
+    in one process of their own (`_users_commands`), so that no password is in a command line."""
+    passwords = ensure_passwords(settings)
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as out:
         result = subprocess.run(
-            [sys.executable, "-m", "warehouse.runtime.accounts", str(kept)],
+            [sys.executable, "-m", __name__, str(password_file(settings.airflow_home))],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -151,14 +160,36 @@ def create_logins(settings: Settings, env: dict[str, str], log: Path) -> dict[st
     return passwords
 
 
+def _users_commands(passwords: dict[str, str]) -> None:
+    """FAB's `airflow users create` (which skips an existing login) and `users reset-password`
+    for each login, parsed and run by Airflow's own CLI in this process."""
+    from airflow.cli.cli_parser import get_parser
+
+    parser = get_parser()
+    for login, role in LOGINS.items():
+        named = ["--username", login, "--password", passwords[login]]
+        person = ["--firstname", login, "--lastname", "warehouse"]
+        create = [*named, *person, "--role", role, "--email", f"{login}@warehouse.invalid"]
+        for command in (["users", "create", *create], ["users", "reset-password", *named]):
+            args = parser.parse_args(command)
+            args.func(args)
+
+
+def _started(home: Path) -> dict[str, psutil.Process]:
+    """The services started from this AIRFLOW_HOME still there, by name (not a process that
+    has since been given a dead service's pid: it started after the pid file was written)."""
+    found = {}
+    for path in sorted((home / "services").glob("*.pid")):
+        with contextlib.suppress(psutil.NoSuchProcess, ValueError):
+            process = psutil.Process(int(path.read_text()))
+            if process.create_time() <= path.stat().st_mtime + 1:
+                found[path.stem] = process
+    return found
+
+
 def running(home: Path) -> dict[str, int]:
     """The services started from this AIRFLOW_HOME that are still alive, by name."""
-    alive = {}
-    for pid_file in sorted(_state_dir(home).glob("*.pid")):
-        pid = int(pid_file.read_text())
-        if processes.alive(pid):
-            alive[pid_file.stem] = pid
-    return alive
+    return {name: process.pid for name, process in _started(home).items()}
 
 
 @dataclass
@@ -174,10 +205,10 @@ class Stack:
         return f"http://localhost:{self.port}"
 
     def log(self, service: str) -> Path:
-        return _state_dir(self.home) / f"{service}.log"
+        return self.home / "services" / f"{service}.log"
 
 
-def start(settings: Settings, services: tuple[str, ...] = SERVICES, timeout: float = 300) -> Stack:
+def start(settings: Settings, timeout: float = 300) -> Stack:
     """Start PostgreSQL, then the services in the background, and wait until the API answers."""
     home, port = settings.airflow_home, settings.airflow_port
     if alive := running(home):
@@ -185,7 +216,7 @@ def start(settings: Settings, services: tuple[str, ...] = SERVICES, timeout: flo
     check_ports_free(settings)
     env = service_environment(settings)
     cluster = Cluster.of(home)
-    state = _state_dir(home)
+    state = home / "services"
     state.mkdir(parents=True, exist_ok=True)
     try:
         cluster.start()
@@ -197,26 +228,23 @@ def start(settings: Settings, services: tuple[str, ...] = SERVICES, timeout: flo
         log = home / "prepare.log"
         raise ServiceError(f"airflow {' '.join(error.cmd[3:])} failed; see {log}") from None
     create_logins(settings, env, state / "logins.log")
+    ports = {
+        "api-server": port,
+        "worker-log-server": settings.airflow_worker_log_port,
+        "trigger-log-server": settings.airflow_trigger_log_port,
+    }
     children: dict[str, subprocess.Popen] = {}
-    for name in services:
-        command = [sys.executable, "-m", *COMMANDS[name]]
-        if name == "api-server":
-            command += ["--port", str(port)]
+    for name, command in COMMANDS.items():
+        command = [sys.executable, "-m", *command]
+        if name in ports:
+            command += ["--port", str(ports[name])]
         with (state / f"{name}.log").open("ab") as log:
-            # Its own session, so that `stop` can end the service with every child it started.
-            process = subprocess.Popen(
+            # Its own session: nothing sent to `make up`'s terminal reaches it.
+            children[name] = subprocess.Popen(
                 command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-        children[name] = process
-        (state / f"{name}.pid").write_text(str(process.pid))
+        (state / f"{name}.pid").write_text(str(children[name].pid))
     stack = Stack(home, port, {name: child.pid for name, child in children.items()})
-    _wait_until_healthy(stack, children, timeout)
-    return stack
-
-
-def _wait_until_healthy(
-    stack: Stack, children: dict[str, subprocess.Popen], timeout: float
-) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for name, child in children.items():
@@ -225,29 +253,20 @@ def _wait_until_healthy(
                 raise ServiceError(f"airflow {name} exited during start-up:\n{tail}")
         try:
             with urllib.request.urlopen(f"{stack.url}/api/v2/monitor/health", timeout=5):
-                return
+                return stack
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             time.sleep(1)
     raise ServiceError(f"the API at {stack.url} did not answer within {timeout:.0f} s")
 
 
 def stop(home: Path, timeout: float = 30) -> list[str]:
-    """Stop every service started from this Airflow home (and its children), then its
-    PostgreSQL; returns the names of what was running."""
-    stopped = []
-    pid_files = sorted(_state_dir(home).glob("*.pid"))
-    for pid_file in pid_files:
-        pid = int(pid_file.read_text())
-        if processes.alive(pid):
-            _signal_group(pid, signal.SIGTERM)
-            stopped.append(pid_file.stem)
-    deadline = time.monotonic() + timeout
-    for pid_file in pid_files:
-        pid = int(pid_file.read_text())
-        if not _gone(pid, deadline):
-            _signal_group(pid, signal.SIGKILL)
-            _gone(pid, time.monotonic() + 10)
-        pid_file.unlink()
+    """Stop every service started from this Airflow home, with every process below it, then
+    its PostgreSQL; returns the names of what was running."""
+    started = _started(home)
+    terminate([process for service in started.values() for process in tree(service.pid)], timeout)
+    for path in (home / "services").glob("*.pid"):
+        path.unlink()
+    stopped = list(started)
     try:
         if Cluster.of(home).stop():
             stopped.append("postgres")
@@ -256,69 +275,5 @@ def stop(home: Path, timeout: float = 30) -> list[str]:
     return stopped
 
 
-def _gone(pid: int, deadline: float) -> bool:
-    """Wait until the process has ended (reaping it when it is our child) or the deadline."""
-    while processes.alive(pid):
-        with contextlib.suppress(ChildProcessError):  # not our child: init reaps it
-            os.waitpid(pid, os.WNOHANG)
-        if not processes.alive(pid) or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    return not processes.alive(pid)
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, sig)
-
-
-class ApiClient:
-    """Airflow's REST API (v2), authenticated with a JWT from the auth manager's
-    `POST /auth/token` (FAB's token API: JSON username and password, 201 with access_token)."""
-
-    def __init__(self, url: str, username: str, password: str):
-        self.url = url
-        token = self._call("POST", "/auth/token", {"username": username, "password": password})
-        self._token = token["access_token"]
-
-    def _call(self, method: str, path: str, body: dict | None = None, auth: bool = False):
-        request = urllib.request.Request(
-            self.url + path,
-            method=method,
-            data=json.dumps(body).encode() if body is not None else None,
-            headers={"Content-Type": "application/json", "Accept": "application/json"},
-        )
-        if auth:
-            request.add_header("Authorization", f"Bearer {self._token}")
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as error:
-            detail = error.read().decode(errors="replace")[:500]
-            raise ServiceError(f"{method} {path}: HTTP {error.code} {detail}") from None
-
-    def get(self, path: str):
-        return self._call("GET", path, auth=True)
-
-    def patch(self, path: str, body: dict):
-        return self._call("PATCH", path, body, auth=True)
-
-    def post(self, path: str, body: dict):
-        return self._call("POST", path, body, auth=True)
-
-    def dag_runs(self, dag_id: str) -> list[dict]:
-        return self.get(f"/api/v2/dags/{dag_id}/dagRuns?order_by=-start_date")["dag_runs"]
-
-
-def unpause(client: ApiClient, dag_ids: list[str], timeout: float = 180) -> None:
-    """Unpause the DAGs once the dag-processor has registered them."""
-    deadline = time.monotonic() + timeout
-    waiting = list(dag_ids)
-    while waiting:
-        try:
-            client.patch(f"/api/v2/dags/{waiting[0]}", {"is_paused": False})
-            waiting.pop(0)
-        except ServiceError as error:
-            if "HTTP 404" not in str(error) or time.monotonic() > deadline:
-                raise
-            time.sleep(2)
+if __name__ == "__main__":
+    _users_commands(json.loads(Path(sys.argv[1]).read_text()))

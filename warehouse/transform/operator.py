@@ -1,20 +1,10 @@
 """The transform task's operator: Cosmos's `dbt build`, owned by the run.
 
-Cosmos runs dbt in a new session from a temporary copy of the project. This subclass:
-
-- holds the data folder's writer lock for the task (`warehouse.runtime.lock`), so dbt never
-  meets another writer's DuckDB lock;
-- marks the build for the per-model tasks (`warehouse.transform.results`): removes the last
-  build's `run_results.json` first, so a build that dies before writing leaves none, and gives
-  dbt a new build id, which it writes into its artifacts and this task into its XCom;
-- runs dbt through the launcher of `warehouse.runtime.children`, so dbt dies with the process
-  running the task, however it dies, and the temporary copy goes with it;
-- stops dbt's process group whenever the task's call to dbt ends without dbt having ended (a
-  task timeout, an interrupt), before the task ends or retries;
-- starts the run's work for later tasks while it waits for dbt (`warehouse.runtime.warmup`:
-  under `warehouse run`, the audit's imports);
-- has dbt started by the run's fork server when there is one (`warehouse.runtime.forkserver`:
-  under `warehouse run`, dbt imported while the first tasks ran).
+What it adds to Cosmos, and why: the data folder's writer lock for the task (dbt never meets
+another writer); a fresh build id, and the last `run_results.json` removed first, so the
+per-model tasks read this build's results or none (`warehouse.transform.results`); and dbt run
+through the launcher of `warehouse.runtime.children` and stopped when the task's call to it
+ends early, so no dbt outlives its task however the task ends.
 """
 
 from __future__ import annotations
@@ -24,9 +14,9 @@ from typing import Any
 
 from cosmos.operators.local import DbtBuildLocalOperator
 
-from warehouse.runtime import forkserver, warmup
-from warehouse.runtime.children import launcher_command, stop_group
+from warehouse.runtime.children import launcher_command
 from warehouse.runtime.lock import hold_data_lock
+from warehouse.runtime.processes import terminate, tree
 from warehouse.settings import Settings
 from warehouse.transform.results import BUILD_ENV, BUILD_XCOM
 
@@ -45,13 +35,13 @@ class OwnedDbtBuildOperator(DbtBuildLocalOperator):
             return super().execute(context, **kwargs)
 
     def run_subprocess(self, command: list[str], env: dict[str, str], cwd: str, **kwargs: Any):
-        hold = Settings.from_env().children_lock
-        warmup.start()  # this thread now waits for dbt; the other core is free
+        launcher = launcher_command(command, Settings.from_env().children_lock, cwd)
         try:
-            launcher = launcher_command(command, hold, cwd, forkserver.address(command))
             return super().run_subprocess(launcher, env, cwd, **kwargs)
-        finally:
-            stop_group(self.subprocess_hook.sub_process)
+        finally:  # a task timeout or an interrupt: dbt ends before the task ends or retries
+            started = self.subprocess_hook.sub_process
+            if started is not None and started.poll() is None:
+                terminate(tree(started.pid))
 
     def calculate_openlineage_events_completes(self, *args: Any, **kwargs: Any) -> bool:
         """Not computed: no OpenLineage provider is installed to emit the events, and Cosmos
