@@ -755,10 +755,10 @@ def test_a_scheduled_run_and_make_run_on_one_data_folder_take_turns(
 
     restate_and_add_a_month(published.landing_dir)
     up = own_airflow(published, stack_home)
-    stack = services.start(up)  # the DAGs are created unpaused: the scheduled run starts
+    services.start(up)  # the DAGs are created unpaused: the scheduled run starts
     try:
         password = services.ensure_passwords(up)[services.USERNAME]
-        client = ApiClient(stack.url, services.USERNAME, password)
+        client = ApiClient(f"http://localhost:{up.airflow_port}", services.USERNAME, password)
         # A scheduler task holds the data folder's lock: start `make run` now.
         wait_until(
             lambda: (read_holder(up.run_lock) or {}).get("run_id", "").startswith("scheduled"),

@@ -47,12 +47,11 @@ def test_every_listener_is_local_on_a_configured_port(stack_settings):
     assert env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] == "False"
     # Airflow's own log servers listen on every interface: they are skipped, and Airflow's log
     # app is served on 127.0.0.1 on both log ports.
-    assert "--skip-serve-logs" in services.COMMANDS["scheduler"]
-    assert "--skip-serve-logs" in services.COMMANDS["triggerer"]
-    for name in ("api-server", "worker-log-server", "trigger-log-server"):
-        command = services.COMMANDS[name]
-        assert command[command.index("--host") + 1] == "127.0.0.1", name
-    assert set(services.listeners(stack_settings)) == {18080, 18793, 18794}
+    commands = services.commands(stack_settings)
+    assert "--skip-serve-logs" in commands["scheduler"]
+    assert "--skip-serve-logs" in commands["triggerer"]
+    for name, port in (("worker-log-server", "18793"), ("trigger-log-server", "18794")):
+        assert commands[name][-4:] == ["--host", "127.0.0.1", "--port", port], name
 
 
 def test_the_running_airflow_uses_fab_over_postgres_with_no_password_in_its_url(stack_settings):
@@ -112,8 +111,8 @@ def test_a_taken_port_stops_make_up_in_one_line_before_anything_starts(tmp_path)
 
 def test_ports_must_differ(stack_settings):
     same = dataclasses.replace(stack_settings, airflow_trigger_log_port=18793)
-    with pytest.raises(services.NotStarted, match="ports must differ"):
-        services.listeners(same)
+    with pytest.raises(services.NotStarted, match="ports must differ: 18080, 18793, 18793"):
+        services.check_ports_free(same)
 
 
 def test_passwords_are_generated_once_kept_owner_only_and_the_settings_win(stack_settings):
@@ -135,8 +134,7 @@ def test_make_up_prints_where_the_passwords_are_never_a_password(
     stack_settings, monkeypatch, capsys
 ):
     passwords = services.ensure_passwords(stack_settings)
-    stack = services.Stack(stack_settings.airflow_home, stack_settings.airflow_port, {})
-    monkeypatch.setattr(services, "start", lambda settings: stack)
+    monkeypatch.setattr(services, "start", lambda settings: {})
     monkeypatch.setattr(cli.Settings, "from_env", classmethod(lambda cls: stack_settings))
 
     assert cli.main(["up"]) == 0

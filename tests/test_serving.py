@@ -62,11 +62,11 @@ def listening(pids: set[int]) -> set[tuple[str, int]]:
     }
 
 
-def service_pids(stack: services.Stack, cluster: Cluster) -> set[int]:
+def service_pids(pids: dict[str, int], cluster: Cluster) -> set[int]:
     """Every process of the stack: each service with its children, and PostgreSQL's."""
     pids = set()
     postmaster = int((cluster.data_dir / "postmaster.pid").read_text().split()[0])
-    for pid in [*stack.pids.values(), postmaster]:
+    for pid in [*pids.values(), postmaster]:
         process = psutil.Process(pid)
         pids |= {pid, *(child.pid for child in process.children(recursive=True))}
     return pids
@@ -111,7 +111,7 @@ class BiReader(threading.Thread):
         self.join(timeout=10)
 
 
-def wait_for_runs(client: ApiClient, dag_id: str, count: int, stack: services.Stack) -> list[dict]:
+def wait_for_runs(client: ApiClient, dag_id: str, count: int, home: Path) -> list[dict]:
     """The DAG's first `count` runs, oldest first, once all have finished (bounded)."""
     deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
@@ -119,7 +119,7 @@ def wait_for_runs(client: ApiClient, dag_id: str, count: int, stack: services.St
         if len(runs) >= count and all(r["state"] in ("success", "failed") for r in runs):
             return runs[:count]
         time.sleep(3)
-    log = stack.log("scheduler").read_text(errors="replace")[-4000:]
+    log = (home / "services" / "scheduler.log").read_text(errors="replace")[-4000:]
     pytest.fail(f"{dag_id}: {count} runs not finished in {RUN_TIMEOUT_SECONDS} s; log:\n{log}")
 
 
@@ -149,14 +149,15 @@ def test_scheduler_runs_the_pipeline_publishes_and_every_client_reads(
     reader = BiReader(settings.published_db)
     reader.start()
     started = time.monotonic()
-    stack = services.start(settings)
+    pids = services.start(settings)
+    url = f"http://localhost:{settings.airflow_port}"
     try:
         up = time.monotonic() - started
         passwords = json.loads(services.password_file(home).read_text())  # generated now
-        client = ApiClient(stack.url, services.USERNAME, passwords["admin"])
-        viewer = ApiClient(stack.url, services.VIEWER, passwords["viewer"])
+        client = ApiClient(url, services.USERNAME, passwords["admin"])
+        viewer = ApiClient(url, services.VIEWER, passwords["viewer"])
         # Every listener of the stack is on 127.0.0.1, on exactly the configured ports.
-        listeners = listening(service_pids(stack, cluster))
+        listeners = listening(service_pids(pids, cluster))
         # A second stack (another home) on the same machine and ports is refused at once.
         second = dataclasses.replace(settings, airflow_home=tmp_path / "second")
         with pytest.raises(services.NotStarted) as taken:
@@ -166,14 +167,14 @@ def test_scheduler_runs_the_pipeline_publishes_and_every_client_reads(
         while not client.dag_runs(DAG_ID):
             time.sleep(1)
         client.post(f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None})
-        run, manual = wait_for_runs(client, DAG_ID, 2, stack)
-        reports = wait_for_runs(client, REPORT_DAG_ID, 2, stack)
+        run, manual = wait_for_runs(client, DAG_ID, 2, home)
+        reports = wait_for_runs(client, REPORT_DAG_ID, 2, home)
         elapsed = time.monotonic() - started
-        anonymous = urllib.request.Request(f"{stack.url}/api/v2/dags/{DAG_ID}/dagRuns")
+        anonymous = urllib.request.Request(f"{url}/api/v2/dags/{DAG_ID}/dagRuns")
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(anonymous, timeout=10)
         with pytest.raises(ApiError, match="HTTP 401"):
-            ApiClient(stack.url, services.USERNAME, passwords["admin"] + "x")
+            ApiClient(url, services.USERNAME, passwords["admin"] + "x")
         # The viewer sees the runs and their logs, and may not trigger, pause or edit.
         seen_by_viewer = viewer.dag_runs(DAG_ID)
         run_path = f"/api/v2/dags/{DAG_ID}/dagRuns/{manual['dag_run_id']}"
@@ -239,8 +240,8 @@ def test_scheduler_runs_the_pipeline_publishes_and_every_client_reads(
     assert mode(cluster.data_dir) == "0o700"
     assert mode(cluster.socket_dir) == "0o700"
 
-    assert set(stopped) == {*services.SERVICES, "postgres"}
-    assert not any(psutil.pid_exists(pid) for pid in stack.pids.values())
+    assert set(stopped) == {*services.commands(settings), "postgres"} == {*pids, "postgres"}
+    assert not any(psutil.pid_exists(pid) for pid in pids.values())
     assert services.running(home) == {}
     assert not cluster.running()
 

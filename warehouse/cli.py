@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import signal
 import sys
 import traceback
@@ -124,7 +125,7 @@ def _run_pipeline(args: argparse.Namespace, settings: Settings) -> int:
     settings.apply()  # Airflow reads its home once, at import
     import airflow  # noqa: F401  (before anything that may import cosmos)
 
-    from warehouse.runtime.run import failure_cause, run_once
+    from warehouse.runtime.run import run_once
     from warehouse.serve.summary import build_summary, format_summary
 
     print("running the pipeline DAG once (airflow dag.test) ...", flush=True)
@@ -138,7 +139,7 @@ def _run_pipeline(args: argparse.Namespace, settings: Settings) -> int:
             from warehouse.serve.summary import dbt_failures, format_dbt_failures
 
             print(format_dbt_failures(dbt_failures(settings)), file=sys.stderr)
-        cause = failure_cause(run.log_file)
+        cause = _failure_cause(run.log_file)
         print(
             f"error: failed tasks: {', '.join(run.failed_tasks)}; "
             + (f"cause: {cause}" if cause else "see the log"),
@@ -156,6 +157,21 @@ def _run_pipeline(args: argparse.Namespace, settings: Settings) -> int:
     report_dir = settings.report_dir
     print(f"report: {report_dir / 'index.html'} (charts: {report_dir}/*.png)")
     return 0
+
+
+# The one-line causes the pipeline's own errors carry (disk full, permission, corrupt database,
+# a data folder in use), as they appear in a task's log.
+_CAUSE = re.compile(r"\b(?:StorageError|LockHeldError): (.+)")
+
+
+def _failure_cause(log_file: Path) -> str | None:
+    """The last one-line cause a failed task logged (a StorageError's or LockHeldError's
+    message), or None when the log holds none."""
+    try:
+        causes = _CAUSE.findall(log_file.read_text(errors="replace"))
+    except OSError:
+        return None
+    return causes[-1].strip() if causes else None
 
 
 def _build_db_missing(settings: Settings) -> bool:
@@ -244,7 +260,7 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
         flush=True,
     )
     try:
-        stack = services.start(settings)
+        services.start(settings)
     except services.NotStarted as error:  # nothing was started: nothing to stop
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -252,10 +268,11 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
         services.stop(settings.airflow_home)
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"Airflow UI: {stack.url}  (logins: {services.USERNAME}; {services.VIEWER}, read-only)")
-    print(f"their passwords are in {services.password_file(stack.home)} (readable by you only)")
+    home, url = settings.airflow_home, f"http://localhost:{settings.airflow_port}"
+    print(f"Airflow UI: {url}  (logins: {services.USERNAME}; {services.VIEWER}, read-only)")
+    print(f"their passwords are in {services.password_file(home)} (readable by you only)")
     print(f"{DAG_ID} is created unpaused, daily; {REPORT_DAG_ID} runs after each publish")
-    print(f"service logs: {stack.log('scheduler').parent}/; stop with `make down`")
+    print(f"service logs: {home / 'services'}/; stop with `make down`")
     return 0
 
 
@@ -285,13 +302,9 @@ def _airflow(args: argparse.Namespace, settings: Settings) -> int:
 def _airflow_init(args: argparse.Namespace, settings: Settings) -> int:
     """For docker-compose.yml: its environment names the metadata database and the FAB auth
     manager; the passwords come from .env through the settings."""
-    import os
-
     from warehouse.runtime import services
-    from warehouse.runtime.run import prepare_airflow_home
 
-    home = prepare_airflow_home(settings)
-    services.create_logins(settings, dict(os.environ), home / "logins.log")
+    home = services.prepare_airflow_home(settings, logins=True)
     print(
         f"Airflow ready in {home}: metadata migrated, pool {WRITER_POOL}, "
         f"logins {services.USERNAME} and {services.VIEWER}"

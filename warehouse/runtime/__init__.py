@@ -1,3 +1,3 @@
-"""Running Airflow on this machine: its home, one DAG run in this process (`warehouse run`),
-the background services (`make up`), and what the DAG files share. Nothing here is a stage:
-the stages (ingest, transform, audit, publish) never import Airflow."""
+"""Running Airflow for this project where Airflow does not: the lock, dbt's launcher, make run,
+make up. Nothing here is a stage: the stages (ingest, transform, audit, publish) never import
+Airflow."""

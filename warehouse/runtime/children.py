@@ -1,16 +1,11 @@
-"""dbt that ends with the task that started it, however the task ends (Cosmos runs it apart).
+"""dbt that ends with the task that started it, however the task ends (Cosmos starts it apart).
 
-Cosmos starts dbt in a new session, out of reach of the task's process group: a dbt left behind
-keeps writing `build.duckdb` and holding its lock. The transform task therefore runs
-
-    python -m warehouse.runtime.children --hold <data>/.children.lock \\
-        --project-copy <Cosmos's temporary copy> -- dbt build ...
-
-This launcher gets SIGTERM from Linux when its parent (the thread running the task) dies
-(`prctl(PR_SET_PDEATHSIG)`), holds a shared lock on the children lock while it and dbt live
-(the next run waits for it), and starts dbt with PDEATHSIG set to SIGKILL on the launcher. When
-the parent dies, it kills dbt, removes Cosmos's temporary project copy (which the dead parent
-cannot) and exits. While the parent lives it is transparent: dbt's output and exit status pass
+Cosmos starts dbt in a new session, out of reach of the task's process group, and a dbt left
+behind keeps writing `build.duckdb`. So dbt runs through this launcher (`launcher_command`):
+Linux sends it SIGTERM when its parent dies (`PR_SET_PDEATHSIG`), and it then kills dbt (which
+itself gets SIGKILL if the launcher dies) and removes Cosmos's project copy, which the dead
+parent cannot. It holds `--hold` (the children lock) shared while it and dbt live, so the next
+run waits for both. While the parent lives it is transparent: output and exit status pass
 through, SIGTERM and SIGHUP are forwarded (SIGINT reaches dbt with the whole group).
 """
 

@@ -1,7 +1,7 @@
-"""What the DAGs share: the published Asset that links them, and their common settings.
+"""What both DAG files share (Airflow has no shared DAG defaults): the Asset, the settings.
 
-The published warehouse's identity is a name, not a path, so the same Asset links the DAGs
-whatever the data folder; each event carries the published run's id, paths and row counts.
+The published warehouse's Asset is a name, not a path: it links the DAGs whatever the data
+folder; each event carries the published run's id, paths and row counts.
 """
 
 from __future__ import annotations

@@ -1,14 +1,12 @@
-"""One writer per data folder: Airflow orders tasks within a run, not two runs (a scheduler's
-and a `make run`) on the same files, nor the dbt a killed run left behind.
+"""One writer per data folder: Airflow orders a run's tasks, not two runs on the same files.
 
 A `flock(2)` on `<data>/.run.lock`, which the kernel drops when its holder dies however it dies.
-The holder writes who it is into the file, so a second run can name it; a clean release empties
-the file, so a non-empty file under a free lock means the last holder died, and the next one
-says so. `warehouse run` holds it for the whole run, every task that opens the build database
-for the task (re-entrant within a process: under `dag.test()` the tasks run in the run's own).
-Processes a run starts (dbt, through `warehouse.runtime.children`) hold `<data>/.children.lock`
-shared while they live; a new holder waits for it to be free, so nothing a dead run started is
-still writing when the next one begins.
+The holder writes who it is into the file, so that another can name it; a clean release
+empties the file, so a record under a free lock means the last holder died, and the next says
+so. `warehouse run` holds it for the run, each task that opens the build database for the task
+(re-entrant in a process: under `dag.test()` the tasks run in the run's own). dbt's launchers
+hold `<data>/.children.lock` shared (`warehouse.runtime.children`): a new holder waits for it,
+so nothing a dead run started still writes when the next run begins.
 """
 
 from __future__ import annotations
@@ -79,25 +77,10 @@ def _lock_within(fd: int, seconds: float) -> bool:
             time.sleep(_POLL_SECONDS)
 
 
-def _wait_for_children(settings: Settings, say: Callable[[str], None]) -> None:
-    """Wait (bounded) until no process started by an earlier run still holds the children
-    lock: dbt of a killed run is ending, and must not hold the build database any more."""
-    path = settings.children_lock
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        if not _lock_within(fd, 0):
-            say(f"waiting for processes of an earlier run on {settings.data_dir} to end ...")
-            if not _lock_within(fd, CHILDREN_WAIT_SECONDS):
-                raise LockHeldError(
-                    f"processes started by an earlier run still hold {path} after "
-                    f"{CHILDREN_WAIT_SECONDS:.0f} s; find them with `fuser {path}` and stop them"
-                )
-    finally:
-        os.close(fd)  # closing drops the lock: the barrier is passed, not held
-
-
-def _acquire(settings: Settings, record: dict, wait_seconds: float, say) -> int:
-    path = settings.run_lock
+def _take(settings: Settings, wait_seconds: float, say: Callable[[str], None]) -> int:
+    """The run lock's descriptor, locked once it is free (waiting up to `wait_seconds`) and no
+    process an earlier run started holds the children lock (bounded)."""
+    path, data_dir = settings.run_lock, settings.data_dir
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -110,24 +93,32 @@ def _acquire(settings: Settings, record: dict, wait_seconds: float, say) -> int:
             holder = describe_holder(read_holder(path))
             if wait_seconds <= 0:
                 raise LockHeldError(
-                    f"{settings.data_dir} is in use by {holder}; wait for it to finish, or set "
+                    f"{data_dir} is in use by {holder}; wait for it to finish, or set "
                     "WAREHOUSE_LOCK_WAIT_SECONDS to wait for it"
                 )
-            say(f"{settings.data_dir} is in use by {holder}; waiting up to {wait_seconds:g} s")
+            say(f"{data_dir} is in use by {holder}; waiting up to {wait_seconds:g} s")
             if not _lock_within(fd, wait_seconds):
-                holder = describe_holder(read_holder(path))
                 raise LockHeldError(
-                    f"{settings.data_dir} is still in use by {holder} after waiting "
-                    f"{wait_seconds:g} s (WAREHOUSE_LOCK_WAIT_SECONDS); try again later"
+                    f"{data_dir} is still in use by {describe_holder(read_holder(path))} after "
+                    f"waiting {wait_seconds:g} s (WAREHOUSE_LOCK_WAIT_SECONDS); try again later"
                 )
-        stale = read_holder(path)
-        if stale:
+        if stale := read_holder(path):
             say(
-                f"cleared a stale lock on {settings.data_dir}: {describe_holder(stale)} ended "
-                "without releasing it (killed?)"
+                f"cleared a stale lock on {data_dir}: {describe_holder(stale)} ended without "
+                "releasing it (killed?)"
             )
-        _wait_for_children(settings, say)
-        _write_record(fd, record)
+        children = os.open(settings.children_lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:  # closed at once: the barrier is passed, not held
+            if not _lock_within(children, 0):
+                say(f"waiting for processes of an earlier run on {data_dir} to end ...")
+                if not _lock_within(children, CHILDREN_WAIT_SECONDS):
+                    raise LockHeldError(
+                        f"processes started by an earlier run still hold {settings.children_lock}"
+                        f" after {CHILDREN_WAIT_SECONDS:.0f} s; find them with `fuser "
+                        f"{settings.children_lock}` and stop them"
+                    )
+        finally:
+            os.close(children)
     except BaseException:
         os.close(fd)
         raise
@@ -155,17 +146,13 @@ def hold_data_lock(
                 _write_record(fd, record)
         yield record
         return
-    record = {
-        "pid": os.getpid(),
-        "run_id": run_id,
-        "what": what,
-        "since": datetime.now(UTC).isoformat(timespec="seconds"),
-        "host": socket.gethostname(),
-    }
-    wait = settings.lock_wait_seconds if wait_seconds is None else wait_seconds
-    fd = _acquire(settings, record, wait, say)
+    fd = _take(settings, settings.lock_wait_seconds if wait_seconds is None else wait_seconds, say)
+    since = datetime.now(UTC).isoformat(timespec="seconds")
+    record = {"pid": os.getpid(), "run_id": run_id, "what": what, "since": since}
+    record["host"] = socket.gethostname()
     _HELD[path] = (fd, record)
     try:
+        _write_record(fd, record)
         yield record
     finally:
         del _HELD[path]

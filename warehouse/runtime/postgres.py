@@ -1,10 +1,9 @@
 """A PostgreSQL 15 cluster for `make up`'s metadata, owned by the project (Airflow brings none).
 
-It lives in `<airflow home>/postgres/`: `data/` (0700), the Unix socket in `run/` (0700; no TCP
-listener at all), its log, and the generated password in a libpq password file (`pgpass`,
-0600) that Airflow's connections read through `PGPASSFILE`, so that the password is in no URL,
-command line or environment. PostgreSQL refuses to run as root: as root, the server runs as
-the `postgres` user that Debian's `postgresql-15` creates.
+In `<airflow home>/postgres/`: `data/` and the socket's folder `run/` (0700; no TCP listener),
+the log, and the generated password in a libpq password file (`pgpass`, 0600) that Airflow
+reads through `PGPASSFILE`: the password is in no URL, command line or environment. PostgreSQL
+refuses to run as root; as root, the server runs as Debian's `postgres` user.
 """
 
 from __future__ import annotations
@@ -27,22 +26,13 @@ class PostgresError(RuntimeError):
 @dataclass(frozen=True)
 class Cluster:
     root: Path
+    data_dir = property(lambda self: self.root / "data")
+    socket_dir = property(lambda self: self.root / "run")
+    password_file = property(lambda self: self.root / "pgpass")
 
     @classmethod
     def of(cls, airflow_home: Path) -> Cluster:
         return cls(airflow_home / "postgres")
-
-    @property
-    def data_dir(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def socket_dir(self) -> Path:
-        return self.root / "run"
-
-    @property
-    def password_file(self) -> Path:
-        return self.root / "pgpass"
 
     @property
     def url(self) -> str:
@@ -62,7 +52,7 @@ class Cluster:
         return _run("pg_ctl", "status", "-D", str(self.data_dir), check=False).returncode == 0
 
     def start(self) -> None:
-        """Create the cluster on the first start, start the server, create Airflow's database."""
+        """Create the cluster on its first start, start the server, create Airflow's database."""
         if not (PG_BIN / "initdb").exists():
             raise PostgresError(
                 f"PostgreSQL 15 is not installed ({PG_BIN}/initdb is missing): "
@@ -74,19 +64,11 @@ class Cluster:
                 folder.mkdir(mode=0o700, parents=True, exist_ok=True)
                 os.chown(folder, owner.pw_uid, owner.pw_gid)
             password = secrets.token_hex(24)  # hex: nothing to escape in the password file
-            _private(self.password_file, f"*:*:*:{ROLE}:{password}\n")
-            once = _private(self.root / ".initdb-password", f"{password}\n", owner)
+            private_file(self.password_file, f"*:*:*:{ROLE}:{password}\n")
+            once = private_file(self.root / ".initdb-password", f"{password}\n", owner)
             try:
-                _run(
-                    "initdb",
-                    "-D",
-                    str(self.data_dir),
-                    "-U",
-                    ROLE,
-                    f"--pwfile={once}",
-                    "--auth=scram-sha-256",
-                    "--no-locale",
-                )
+                auth = ["--auth=scram-sha-256", "--no-locale", f"--pwfile={once}"]
+                _run("initdb", "-D", str(self.data_dir), "-U", ROLE, *auth)
             finally:
                 once.unlink()
         if not self.running():
@@ -94,22 +76,12 @@ class Cluster:
             log.touch(mode=0o600)
             os.chown(log, owner.pw_uid, owner.pw_gid)
             local = f"-c listen_addresses='' -k '{self.socket_dir}' -c unix_socket_permissions=0700"
-            started = _run(
-                "pg_ctl",
-                "start",
-                "-w",
-                "-D",
-                str(self.data_dir),
-                "-l",
-                str(log),
-                "-o",
-                local,
-                check=False,
-            )
-            if started.returncode != 0:
+            options = ["-w", "-D", str(self.data_dir), "-l", str(log), "-o", local]
+            server = _run("pg_ctl", "start", *options, check=False)
+            if server.returncode != 0:
                 raise PostgresError(f"pg_ctl start failed: {log.read_text()[-1500:]}")
-        client = ("-h", str(self.socket_dir), "-U", ROLE)
-        created = _run("createdb", *client, DATABASE, as_us=True, env=self.environment())
+        client = ["-h", str(self.socket_dir), "-U", ROLE, DATABASE]
+        created = _run("createdb", *client, as_root=True, env=self.environment(), check=False)
         if created.returncode != 0 and "already exists" not in created.stdout:
             raise PostgresError(f"createdb {DATABASE} failed: {created.stdout[-1500:]}")
 
@@ -132,7 +104,7 @@ def _owner() -> pwd.struct_passwd:
         ) from None
 
 
-def _private(path: Path, text: str, owner: pwd.struct_passwd | None = None) -> Path:
+def private_file(path: Path, text: str, owner: pwd.struct_passwd | None = None) -> Path:
     """A new file only its owner can read (0600 from the moment it exists), holding `text`."""
     path.unlink(missing_ok=True)
     with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
@@ -142,16 +114,14 @@ def _private(path: Path, text: str, owner: pwd.struct_passwd | None = None) -> P
     return path
 
 
-def _run(
-    program: str, *args: str, check=True, as_us=False, env=None
-) -> subprocess.CompletedProcess:
-    """A PostgreSQL program, as the server's user unless `as_us` (a client may run as root), from
-    `/` (that user may not enter our folder); a failure raises PostgresError with its output."""
+def _run(program: str, *args: str, check=True, as_root=False, env=None):
+    """A PostgreSQL program, from `/` as the server's user (a client may run as root); a failure
+    raises PostgresError with its output."""
     command = [str(PG_BIN / program), *args]
-    if os.geteuid() == 0 and not as_us:
+    if os.geteuid() == 0 and not as_root:
         command = ["runuser", "-u", _owner().pw_name, "--", *command]
-    output = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
-    result = subprocess.run(command, **output, cwd="/", env={**os.environ, **(env or {})})
+    output = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True, "cwd": "/"}
+    result = subprocess.run(command, **output, env={**os.environ, **(env or {})})
     if check and result.returncode != 0:
         raise PostgresError(f"{program} {args[0]} failed: {result.stdout.strip()[-1500:]}")
     return result

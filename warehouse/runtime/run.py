@@ -1,23 +1,21 @@
-"""`warehouse run`: one DAG run in this process (`dag.test()`), its Airflow output in a log file
-and its outcome as task states; Airflow's `dags test` prints everything and says no more.
+"""`warehouse run` in one process: Airflow's `dag.test()` with its output kept in a log file.
 
-The caller applies its settings to the environment (`Settings.apply()`) before Airflow is first
-imported, since Airflow reads its home once.
+`run_once` returns the run's outcome (each task's state) for the command to print, while
+Airflow's own output, which `airflow dags test` would print, goes to the log. The caller applies
+its settings to the environment (`Settings.apply()`) before Airflow is first imported.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
-import subprocess
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from warehouse.runtime.children import launcher_command
-from warehouse.settings import DAG_ID, DAGS_FOLDER, WRITER_POOL, Settings
+from warehouse.runtime.services import prepare_airflow_home
+from warehouse.settings import DAG_ID, DAGS_FOLDER, Settings
 
 
 @dataclass
@@ -70,50 +68,6 @@ def _output_to(log_file: Path):
             os.close(saved[1])
 
 
-def prepare_airflow_home(
-    settings: Settings, env: dict[str, str] | None = None, marker: Path | None = None
-) -> Path:
-    """Create Airflow's metadata database and the writer pool, once per database: the
-    embedded SQLite one of the Airflow home by default, or the one `env` (the environment the
-    services will run with) names, whose `marker` file says it is ready. The metadata files
-    (SQLite's database, airflow.cfg with its generated secrets) are readable by their owner
-    only."""
-    env = {**os.environ, **settings.environment(), **(env or {})}
-    home = settings.airflow_home
-    marker = marker or home / ".warehouse-ready"
-    if marker.exists():
-        _owner_only(home)
-        return home
-    home.mkdir(parents=True, exist_ok=True)
-    airflow = [sys.executable, "-m", "airflow"]
-    with (home / "prepare.log").open("w") as log:
-        for command in (
-            ["db", "migrate"],
-            ["pools", "set", WRITER_POOL, "1", "serialises writers of build.duckdb"],
-        ):
-            subprocess.run(  # through the launcher: it ends with this process
-                launcher_command(airflow + command),
-                check=True,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-    _owner_only(home)
-    marker.touch()
-    return home
-
-
-# Airflow's files that hold metadata or secrets (SQLite's journal files take the database's mode).
-METADATA_FILES = ("airflow.db", "airflow.cfg", "webserver_config.py")
-
-
-def _owner_only(home: Path) -> None:
-    for name in METADATA_FILES:
-        path = home / name
-        if path.exists():
-            path.chmod(0o600)
-
-
 def load_dag(dag_id: str = DAG_ID):
     """A DAG, parsed from the DAGs folder the way Airflow parses it."""
     from airflow.dag_processing.dagbag import DagBag
@@ -138,18 +92,3 @@ def run_once(settings: Settings, log_file: Path | None = None, dag_id: str = DAG
         index = "" if ti.map_index < 0 else f"[{ti.rendered_map_index or ti.map_index}]"
         states[ti.task_id + index] = str(ti.state)
     return PipelineRun(run.run_id, str(run.state), states, log_file)
-
-
-# The one-line causes the pipeline's own errors carry (disk full, permission, corrupt database,
-# a data folder in use), as they appear in a task's log.
-_CAUSE = re.compile(r"\b(?:StorageError|LockHeldError): (.+)")
-
-
-def failure_cause(log_file: Path) -> str | None:
-    """The last one-line cause a failed task logged (a StorageError's or LockHeldError's
-    message), or None when the log holds none."""
-    try:
-        causes = _CAUSE.findall(log_file.read_text(errors="replace"))
-    except OSError:
-        return None
-    return causes[-1].strip() if causes else None

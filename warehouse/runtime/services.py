@@ -1,16 +1,11 @@
-"""`make up`/`make down`: Airflow's services in the background, local-only, on PostgreSQL with FAB.
+"""`make up`: Airflow's services local-only, on PostgreSQL, with FAB logins (standalone gives none).
 
-`airflow standalone` is not used: it forces the SimpleAuthManager (no FAB admin and viewer) and
-its scheduler and triggerer serve logs on every interface (Airflow 3.3, standalone_command.py).
-So the api-server, scheduler, dag-processor and triggerer run as Airflow's own commands against
-AIRFLOW_HOME with the LocalExecutor, as docker-compose.yml runs them; the metadata database is
-the project's PostgreSQL (`warehouse.runtime.postgres`); the DAGs are created unpaused
-(`[core] dags_are_paused_at_creation`); the logins are made by FAB's `airflow users` commands.
-Each listener is on 127.0.0.1 on a port of the settings, checked before anything starts: Airflow's
-log servers bind every interface with no setting for it (serve_logs/core.py), so the scheduler
-and triggerer skip theirs and uvicorn serves Airflow's log app on 127.0.0.1 instead. The
-passwords are in a file only its owner can read, never printed nor in a command line. Each
-process's pid and output are in `AIRFLOW_HOME/services/`.
+`airflow standalone` forces the SimpleAuthManager and serves logs on every interface (Airflow
+3.3); so Airflow's own commands run in the background as in docker-compose.yml, on the project's
+PostgreSQL, the DAGs created unpaused, the logins made by FAB's `airflow users`. Every listener
+is on 127.0.0.1 on a port of the settings, checked first: the scheduler and triggerer skip their
+log servers (bound to every interface) and uvicorn serves Airflow's log app. The passwords are
+in an owner-only file, never printed nor in a command line. Pids and output: `<home>/services/`.
 """
 
 from __future__ import annotations
@@ -26,33 +21,20 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
-from warehouse.runtime.postgres import Cluster, PostgresError
+from warehouse.runtime.children import launcher_command
+from warehouse.runtime.postgres import Cluster, PostgresError, private_file
 from warehouse.runtime.processes import terminate, tree
-from warehouse.runtime.run import prepare_airflow_home
-from warehouse.settings import Settings
+from warehouse.settings import WRITER_POOL, Settings
 
 HOST = "127.0.0.1"
 AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
 USERNAME, VIEWER = "admin", "viewer"
-# Each login's FAB role (built in; Viewer reads runs and logs, and may change nothing).
-LOGINS = {USERNAME: "Admin", VIEWER: "Viewer"}
-PASSWORD_FILE = "airflow_passwords.json"
-LOG_APP = ["uvicorn", "--factory", "airflow.utils.serve_logs.log_server:create_app"]
-# Each service's command after `python -m`; the log servers' ports come from the settings.
-COMMANDS = {
-    "api-server": ["airflow", "api-server", "--host", HOST],
-    "scheduler": ["airflow", "scheduler", "--skip-serve-logs"],
-    "dag-processor": ["airflow", "dag-processor"],
-    "triggerer": ["airflow", "triggerer", "--skip-serve-logs"],
-    "worker-log-server": [*LOG_APP, "--host", HOST, "--no-access-log"],
-    "trigger-log-server": [*LOG_APP, "--host", HOST, "--no-access-log"],
-}
-SERVICES = tuple(COMMANDS)
+LOGINS = {USERNAME: "Admin", VIEWER: "Viewer"}  # FAB's built-in roles; Viewer only reads
+LOG_APP = "airflow.utils.serve_logs.log_server:create_app"
 
 
 class ServiceError(RuntimeError):
@@ -72,8 +54,7 @@ def service_environment(settings: Settings) -> dict[str, str]:
         **Cluster.of(settings.airflow_home).environment(),
         "AIRFLOW__CORE__AUTH_MANAGER": AUTH_MANAGER,
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        # Writers run one at a time (the duckdb_writer pool): a few worker processes suffice.
-        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__PARALLELISM": "4",  # writers run one at a time (the duckdb_writer pool)
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{HOST}:{port}/execution/",
         "AIRFLOW__API__HOST": HOST,
         "AIRFLOW__API__PORT": str(port),
@@ -86,27 +67,35 @@ def service_environment(settings: Settings) -> dict[str, str]:
     }
 
 
-def listeners(settings: Settings) -> dict[int, str]:
-    """Every TCP port the services listen on (all on 127.0.0.1), and the setting that moves it."""
+def commands(settings: Settings) -> dict[str, list[str]]:
+    """Each service's command after `python -m` (the API's host and port are in its environment)."""
+    log_app = ["uvicorn", "--factory", LOG_APP, "--no-access-log", "--host", HOST, "--port"]
+    return {
+        "api-server": ["airflow", "api-server"],
+        "scheduler": ["airflow", "scheduler", "--skip-serve-logs"],
+        "dag-processor": ["airflow", "dag-processor"],
+        "triggerer": ["airflow", "triggerer", "--skip-serve-logs"],
+        "worker-log-server": [*log_app, str(settings.airflow_worker_log_port)],
+        "trigger-log-server": [*log_app, str(settings.airflow_trigger_log_port)],
+    }
+
+
+def check_ports_free(settings: Settings) -> None:
+    """Refuse to start, in one line, when another program holds a port the services listen on
+    (all on 127.0.0.1), naming the setting that moves it."""
     ports = {
         settings.airflow_port: "the Airflow API and UI (WAREHOUSE_AIRFLOW_PORT)",
         settings.airflow_worker_log_port: "the task log server (WAREHOUSE_AIRFLOW_WORKER_LOG_PORT)",
-        settings.airflow_trigger_log_port: (
-            "the triggerer log server (WAREHOUSE_AIRFLOW_TRIGGER_LOG_PORT)"
-        ),
+        settings.airflow_trigger_log_port: "the triggerer log server "
+        "(WAREHOUSE_AIRFLOW_TRIGGER_LOG_PORT)",
     }
     if len(ports) < 3:
         raise NotStarted(
             f"the Airflow API and log server ports must differ: {settings.airflow_port}, "
             f"{settings.airflow_worker_log_port}, {settings.airflow_trigger_log_port}"
         )
-    return ports
-
-
-def check_ports_free(settings: Settings) -> None:
-    """Refuse to start, in one line, when another program holds one of the ports."""
-    for port, what in listeners(settings).items():
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+    for port, what in ports.items():
+        with socket.socket() as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((HOST, port))
@@ -120,7 +109,7 @@ def check_ports_free(settings: Settings) -> None:
 
 
 def password_file(home: Path) -> Path:
-    return home / PASSWORD_FILE
+    return home / "airflow_passwords.json"
 
 
 def ensure_passwords(settings: Settings) -> dict[str, str]:
@@ -130,54 +119,44 @@ def ensure_passwords(settings: Settings) -> dict[str, str]:
     stored = json.loads(path.read_text() or "{}") if path.exists() else {}
     given = {USERNAME: settings.airflow_password, VIEWER: settings.airflow_viewer_password}
     passwords = {
-        login: given[login] or stored.get(login) or secrets.token_urlsafe(18) for login in LOGINS
+        name: given[name] or stored.get(name) or secrets.token_urlsafe(18) for name in LOGINS
     }
     if stored != passwords:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.unlink(missing_ok=True)
-        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
-            json.dump(passwords, file)
+        private_file(path, json.dumps(passwords))
     path.chmod(0o600)
     return passwords
 
 
-def create_logins(settings: Settings, env: dict[str, str], log: Path) -> dict[str, str]:
-    """The logins' passwords (kept in the owner-only file), and each login in FAB's tables of
-    the metadata database `env` configures: `airflow users create` and `reset-password`, run
-    in one process of their own (`_users_commands`), so that no password is in a command line."""
-    passwords = ensure_passwords(settings)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w") as out:
-        result = subprocess.run(
-            [sys.executable, "-m", __name__, str(password_file(settings.airflow_home))],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    if result.returncode != 0:
-        tail = log.read_text(errors="replace")[-2000:]
-        raise ServiceError(f"creating the Airflow logins failed (see {log}):\n{tail}")
-    return passwords
+def prepare_airflow_home(
+    settings: Settings, env: dict[str, str] | None = None, marker: Path | None = None, logins=False
+) -> Path:
+    """Airflow's metadata database migrated, with the writer pool, once per database (SQLite in
+    the home by default, else the one `env` names, whose `marker` says it is ready), and with
+    `logins` FAB's logins and their kept passwords; the files holding metadata or secrets are
+    readable by their owner only."""
+    home = settings.airflow_home
+    marker = marker or home / ".warehouse-ready"
+    steps = ([] if marker.exists() else ["migrate"]) + (["logins"] if logins else [])
+    if steps:
+        home.mkdir(parents=True, exist_ok=True)
+        if logins:
+            ensure_passwords(settings)
+        env = {**os.environ, **settings.environment(), **(env or {})}
+        command = launcher_command([sys.executable, "-m", __name__, str(home), *steps])
+        with (home / "prepare.log").open("w") as log:  # the launcher: it ends with this process
+            if subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT).returncode:
+                raise ServiceError(f"preparing Airflow failed; see {home / 'prepare.log'}")
+        marker.touch()
+    for name in ("airflow.db", "airflow.cfg", "webserver_config.py"):
+        if (home / name).exists():  # SQLite's journal files take the database's mode
+            (home / name).chmod(0o600)
+    return home
 
 
-def _users_commands(passwords: dict[str, str]) -> None:
-    """FAB's `airflow users create` (which skips an existing login) and `users reset-password`
-    for each login, parsed and run by Airflow's own CLI in this process."""
-    from airflow.cli.cli_parser import get_parser
-
-    parser = get_parser()
-    for login, role in LOGINS.items():
-        named = ["--username", login, "--password", passwords[login]]
-        person = ["--firstname", login, "--lastname", "warehouse"]
-        create = [*named, *person, "--role", role, "--email", f"{login}@warehouse.invalid"]
-        for command in (["users", "create", *create], ["users", "reset-password", *named]):
-            args = parser.parse_args(command)
-            args.func(args)
-
-
-def _started(home: Path) -> dict[str, psutil.Process]:
-    """The services started from this AIRFLOW_HOME still there, by name (not a process that
-    has since been given a dead service's pid: it started after the pid file was written)."""
+def running(home: Path) -> dict[str, psutil.Process]:
+    """The services started from this AIRFLOW_HOME still running, by name (not a process given
+    a dead service's pid since: it started after the pid file was written)."""
     found = {}
     for path in sorted((home / "services").glob("*.pid")):
         with contextlib.suppress(psutil.NoSuchProcess, ValueError):
@@ -187,93 +166,79 @@ def _started(home: Path) -> dict[str, psutil.Process]:
     return found
 
 
-def running(home: Path) -> dict[str, int]:
-    """The services started from this AIRFLOW_HOME that are still alive, by name."""
-    return {name: process.pid for name, process in _started(home).items()}
-
-
-@dataclass
-class Stack:
-    """Running services: where they live and how to reach the API."""
-
-    home: Path
-    port: int
-    pids: dict[str, int]
-
-    @property
-    def url(self) -> str:
-        return f"http://localhost:{self.port}"
-
-    def log(self, service: str) -> Path:
-        return self.home / "services" / f"{service}.log"
-
-
-def start(settings: Settings, timeout: float = 300) -> Stack:
-    """Start PostgreSQL, then the services in the background, and wait until the API answers."""
-    home, port = settings.airflow_home, settings.airflow_port
+def start(settings: Settings, timeout: float = 300) -> dict[str, int]:
+    """Start PostgreSQL, then the services in the background, and wait until the API answers;
+    returns each service's pid."""
+    home, url = settings.airflow_home, f"http://localhost:{settings.airflow_port}"
     if alive := running(home):
         raise NotStarted(f"already running from {home}: {', '.join(alive)}; `make down` first")
     check_ports_free(settings)
-    env = service_environment(settings)
-    cluster = Cluster.of(home)
-    state = home / "services"
+    env, cluster, state = service_environment(settings), Cluster.of(home), home / "services"
     state.mkdir(parents=True, exist_ok=True)
     try:
         cluster.start()
     except PostgresError as error:
         raise ServiceError(f"PostgreSQL: {error}") from None
-    try:
-        prepare_airflow_home(settings, env, marker=cluster.root / ".warehouse-ready")
-    except subprocess.CalledProcessError as error:
-        log = home / "prepare.log"
-        raise ServiceError(f"airflow {' '.join(error.cmd[3:])} failed; see {log}") from None
-    create_logins(settings, env, state / "logins.log")
-    ports = {
-        "api-server": port,
-        "worker-log-server": settings.airflow_worker_log_port,
-        "trigger-log-server": settings.airflow_trigger_log_port,
-    }
-    children: dict[str, subprocess.Popen] = {}
-    for name, command in COMMANDS.items():
-        command = [sys.executable, "-m", *command]
-        if name in ports:
-            command += ["--port", str(ports[name])]
-        with (state / f"{name}.log").open("ab") as log:
-            # Its own session: nothing sent to `make up`'s terminal reaches it.
+    prepare_airflow_home(settings, env, cluster.root / ".warehouse-ready", logins=True)
+    children = {}
+    for name, command in commands(settings).items():
+        with (state / f"{name}.log").open("ab") as log:  # its own session: not the terminal's
             children[name] = subprocess.Popen(
-                command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                [sys.executable, "-m", *command],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         (state / f"{name}.pid").write_text(str(children[name].pid))
-    stack = Stack(home, port, {name: child.pid for name, child in children.items()})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for name, child in children.items():
             if child.poll() is not None:
-                tail = stack.log(name).read_text(errors="replace")[-3000:]
+                tail = (state / f"{name}.log").read_text(errors="replace")[-3000:]
                 raise ServiceError(f"airflow {name} exited during start-up:\n{tail}")
-        try:
-            with urllib.request.urlopen(f"{stack.url}/api/v2/monitor/health", timeout=5):
-                return stack
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(1)
-    raise ServiceError(f"the API at {stack.url} did not answer within {timeout:.0f} s")
+        with (
+            contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError),
+            urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=5),
+        ):
+            return {name: child.pid for name, child in children.items()}
+        time.sleep(1)
+    raise ServiceError(f"the API at {url} did not answer within {timeout:.0f} s")
 
 
 def stop(home: Path, timeout: float = 30) -> list[str]:
     """Stop every service started from this Airflow home, with every process below it, then
     its PostgreSQL; returns the names of what was running."""
-    started = _started(home)
+    started = running(home)
     terminate([process for service in started.values() for process in tree(service.pid)], timeout)
     for path in (home / "services").glob("*.pid"):
         path.unlink()
-    stopped = list(started)
     try:
-        if Cluster.of(home).stop():
-            stopped.append("postgres")
+        return [*started, *(["postgres"] if Cluster.of(home).stop() else [])]
     except PostgresError as error:
         raise ServiceError(f"PostgreSQL: {error}") from None
-    return stopped
+
+
+def _airflow_commands(home: Path, steps: list[str]) -> None:
+    """Airflow's own CLI, run in this process command by command (one start of Airflow, and no
+    password in a command line): `db migrate` and `pools set`; FAB's `users create` (which
+    leaves an existing login alone) and `users reset-password`."""
+    from airflow.__main__ import main
+
+    commands = []
+    if "migrate" in steps:
+        pool = ["pools", "set", WRITER_POOL, "1", "serialises writers of build.duckdb"]
+        commands += [["db", "migrate"], pool]
+    passwords = json.loads(password_file(home).read_text()) if "logins" in steps else {}
+    for login, password in passwords.items():
+        named = ["--username", login, "--password", password]
+        person = ["--firstname", login, "--lastname", "warehouse", "--email", f"{login}@invalid"]
+        commands += [["users", "create", *named, *person, "--role", LOGINS[login]]]
+        commands += [["users", "reset-password", *named]]
+    for command in commands:
+        sys.argv = ["airflow", *command]
+        main()
 
 
 if __name__ == "__main__":
-    _users_commands(json.loads(Path(sys.argv[1]).read_text()))
+    _airflow_commands(Path(sys.argv[1]), sys.argv[2:])
