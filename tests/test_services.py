@@ -42,7 +42,6 @@ def test_every_listener_is_local_on_a_configured_port(stack_settings):
     assert env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] == "18793"
     assert env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] == "18794"
     assert env["AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK"] == "False"
-    assert env["AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST"] == "127.0.0.1"
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].startswith("http://127.0.0.1:18080/")
     assert env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] == "False"
     # Airflow's own log servers listen on every interface: they are skipped, and Airflow's log

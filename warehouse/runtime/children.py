@@ -1,12 +1,9 @@
-"""dbt that ends with the task that started it, however the task ends (Cosmos starts it apart).
+"""A launcher that ends dbt with the task that started it, however it ends (Cosmos starts it apart).
 
-Cosmos starts dbt in a new session, out of reach of the task's process group, and a dbt left
-behind keeps writing `build.duckdb`. So dbt runs through this launcher (`launcher_command`):
-Linux sends it SIGTERM when its parent dies (`PR_SET_PDEATHSIG`), and it then kills dbt (which
-itself gets SIGKILL if the launcher dies) and removes Cosmos's project copy, which the dead
-parent cannot. It holds `--hold` (the children lock) shared while it and dbt live, so the next
-run waits for both. While the parent lives it is transparent: output and exit status pass
-through, SIGTERM and SIGHUP are forwarded (SIGINT reaches dbt with the whole group).
+Cosmos starts dbt in a session of its own, where a dead task's dbt would go on writing. Linux
+sends the launcher SIGTERM when its parent dies (`PR_SET_PDEATHSIG`): it kills dbt, removes
+Cosmos's project copy and exits; it holds `--hold` (the children lock) shared while it and dbt
+live. While the parent lives it is transparent: status, output and SIGTERM/SIGHUP pass through.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
-"""What both DAG files share (Airflow has no shared DAG defaults): the Asset, the settings.
-
-The published warehouse's Asset is a name, not a path: it links the DAGs whatever the data
-folder; each event carries the published run's id, paths and row counts.
-"""
+"""What both DAG files share (Airflow has no shared DAG defaults): the published Asset, a name
+that links them whatever the data folder, and the `@dag(...)` settings."""
 
 from __future__ import annotations
 

@@ -1,12 +1,9 @@
-"""One writer per data folder: Airflow orders a run's tasks, not two runs on the same files.
+"""One writer per data folder (Airflow orders a run's tasks, not two runs on the same files).
 
-A `flock(2)` on `<data>/.run.lock`, which the kernel drops when its holder dies however it dies.
-The holder writes who it is into the file, so that another can name it; a clean release
-empties the file, so a record under a free lock means the last holder died, and the next says
-so. `warehouse run` holds it for the run, each task that opens the build database for the task
-(re-entrant in a process: under `dag.test()` the tasks run in the run's own). dbt's launchers
-hold `<data>/.children.lock` shared (`warehouse.runtime.children`): a new holder waits for it,
-so nothing a dead run started still writes when the next run begins.
+A `flock(2)` on `<data>/.run.lock`, dropped by the kernel when its holder dies; the holder's
+record in the file names it to others, and a record under a free lock, a dead holder. Re-entrant
+in a process (`dag.test()` runs the tasks in the run's own). A new holder waits for the children
+lock, which dbt's launchers hold, so nothing a dead run started still writes.
 """
 
 from __future__ import annotations

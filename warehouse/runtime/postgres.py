@@ -1,9 +1,8 @@
 """A PostgreSQL 15 cluster for `make up`'s metadata, owned by the project (Airflow brings none).
 
-In `<airflow home>/postgres/`: `data/` and the socket's folder `run/` (0700; no TCP listener),
-the log, and the generated password in a libpq password file (`pgpass`, 0600) that Airflow
-reads through `PGPASSFILE`: the password is in no URL, command line or environment. PostgreSQL
-refuses to run as root; as root, the server runs as Debian's `postgres` user.
+In `<airflow home>/postgres/`: reached by its socket only (no TCP listener), the password in a
+libpq password file (0600, `PGPASSFILE`), never in a URL, command line or environment. As root,
+the server runs as Debian's `postgres` user (PostgreSQL refuses root).
 """
 
 from __future__ import annotations

@@ -1,9 +1,5 @@
-"""`warehouse run` in one process: Airflow's `dag.test()` with its output kept in a log file.
-
-`run_once` returns the run's outcome (each task's state) for the command to print, while
-Airflow's own output, which `airflow dags test` would print, goes to the log. The caller applies
-its settings to the environment (`Settings.apply()`) before Airflow is first imported.
-"""
+"""`warehouse run`: Airflow's `dag.test()` in this process, its output kept in a log file and its
+outcome returned as task states (`airflow dags test` prints all and returns nothing)."""
 
 from __future__ import annotations
 

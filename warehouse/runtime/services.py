@@ -61,9 +61,7 @@ def service_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__API__BASE_URL": f"http://localhost:{port}",
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(settings.airflow_worker_log_port),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(settings.airflow_trigger_log_port),
-        # The scheduler's health server stays off; were it turned on, it would be local only.
-        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
-        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": HOST,
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",  # no listener on every interface
     }
 
 
@@ -225,18 +223,18 @@ def _airflow_commands(home: Path, steps: list[str]) -> None:
     leaves an existing login alone) and `users reset-password`."""
     from airflow.__main__ import main
 
-    commands = []
+    argvs = []
     if "migrate" in steps:
         pool = ["pools", "set", WRITER_POOL, "1", "serialises writers of build.duckdb"]
-        commands += [["db", "migrate"], pool]
+        argvs += [["db", "migrate"], pool]
     passwords = json.loads(password_file(home).read_text()) if "logins" in steps else {}
     for login, password in passwords.items():
         named = ["--username", login, "--password", password]
-        person = ["--firstname", login, "--lastname", "warehouse", "--email", f"{login}@invalid"]
-        commands += [["users", "create", *named, *person, "--role", LOGINS[login]]]
-        commands += [["users", "reset-password", *named]]
-    for command in commands:
-        sys.argv = ["airflow", *command]
+        person = ["--firstname", login, "--lastname", "warehouse", "--role", LOGINS[login]]
+        argvs += [["users", "create", *named, *person, "--email", f"{login}@warehouse.invalid"]]
+        argvs += [["users", "reset-password", *named]]
+    for argv in argvs:
+        sys.argv = ["airflow", *argv]
         main()
 
 
