@@ -64,12 +64,12 @@ def listening(pids: set[int]) -> set[tuple[str, int]]:
 
 def service_pids(pids: dict[str, int], cluster: Cluster) -> set[int]:
     """Every process of the stack: each service with its children, and PostgreSQL's."""
-    pids = set()
+    found = set()
     postmaster = int((cluster.data_dir / "postmaster.pid").read_text().split()[0])
     for pid in [*pids.values(), postmaster]:
         process = psutil.Process(pid)
-        pids |= {pid, *(child.pid for child in process.children(recursive=True))}
-    return pids
+        found |= {pid, *(child.pid for child in process.children(recursive=True))}
+    return found
 
 
 def mode(path: Path) -> str:
