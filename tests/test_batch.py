@@ -18,7 +18,7 @@ import duckdb
 import pytest
 
 from tests.conftest import SEEDS, ingest_sources, settings_for
-from warehouse.ingest import batch, landing, load
+from warehouse.ingest import batch, landing, ledger, load, rules, tables
 from warehouse.ingest.sources import SOURCES, USAGE
 from warehouse.settings import Settings
 
@@ -186,7 +186,7 @@ def test_the_clean_check_passes_no_row_the_reasons_reject(source):
     # Reasons about other rows or other data are not the clean check's to find.
     not_type_reasons = [rule.reason for rule in source.rules]
     with duckdb.connect() as con:
-        load.ensure_schema(con)
+        tables.ensure_schema(con)
         con.execute(f"create table _parsed ({', '.join(f'{c} varchar' for c in columns)})")
         con.executemany(
             f"insert into _parsed values ({', '.join('?' for _ in columns)})",
@@ -197,13 +197,13 @@ def test_the_clean_check_passes_no_row_the_reasons_reject(source):
                 f"insert into raw.{ref.table} ({ref.column}, _source_file, _run_id) "
                 "values ('cus_x', 'f', 'r')"
             )
-        checked = load._checked_sql(source)
+        checked = rules.checked_sql(source)
         params = {k: v for k, v in {"file": "x", "file_month": None}.items() if f"${k}" in checked}
         reasons = dict(con.execute(f"select _ordinal, _reason from ({checked})", params).fetchall())
         clean = [
             ordinal
             for (ordinal,) in con.execute(
-                "select rowid from _parsed where " + load.clean_sql(source, columns)
+                "select rowid from _parsed where " + rules.clean_sql(source, columns)
             ).fetchall()
         ]
     assert len(clean) > len(columns)  # the check is not vacuous: every good variant passes
@@ -253,7 +253,7 @@ def test_only_added_plain_files_of_their_own_month_go_together(tmp_path):
     ]
     # Another file holds January: no file goes together (February has two files, the gzip
     # file and the restated one are never read together).
-    current = {"spend/usage_2024_01_old.csv": load.Known("other", None, 0)}
+    current = {"spend/usage_2024_01_old.csv": ledger.Known("other", None, 0)}
     together, alone = batch.split_batch(candidates, current)
     assert together == [] and len(alone) == len(candidates)
     together, alone = batch.split_batch(candidates, {})
