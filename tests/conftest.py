@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from warehouse.audit.floor import CONTRACT_MARTS
-from warehouse.ingest import SourceRefusedError, ingest_source
 from warehouse.settings import REPO_ROOT, Settings
 
 REPO = REPO_ROOT
@@ -168,14 +167,3 @@ def assert_marts_equal_the_floor(settings: Settings, tmp_path: Path) -> None:
                 f"except all select * from marts.{mart}))"
             ).fetchone()[0]
             assert differing == 0, mart
-
-
-def ingest_sources(settings: Settings, run_id: str = "run") -> dict[str, str]:
-    """Customers, earnings, then usage, as the DAG orders them; the refusals, by file."""
-    refused = {}
-    for name in ("customers", "earnings", "usage"):
-        try:
-            ingest_source(name, run_id, settings)
-        except SourceRefusedError as error:
-            refused |= {r.file_path: r.problem for r in error.refusals}
-    return refused

@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from tests.conftest import SEEDS, ingest_sources, settings_for
-from warehouse.ingest import batch, landing, load
+from tests.conftest import settings_for
+from tests.ingesting import USAGE_HEADER, ingest_sources, landing_folder, query
+from warehouse.ingest import batch, landing, ledger, load, rules, tables
 from warehouse.ingest.sources import SOURCES, USAGE
 from warehouse.settings import Settings
-
-HEADER = "usage_date,customer_id,product_line,model,tokens,amount_usd\n"
 
 # What the tables hold, without what differs between any two runs (times).
 STATE = {
@@ -43,9 +41,7 @@ def state(settings: Settings) -> dict[str, list[tuple]]:
 def mixed_landing(folder: Path) -> Path:
     """The seed customers and earnings; clean usage months; a month with a bad row, a
     repeated key, an unknown customer, a reader reject; two files of one month."""
-    (folder / "spend").mkdir(parents=True)
-    for name in ("customers.csv", "earnings.csv"):
-        shutil.copy(SEEDS / name, folder / name)
+    landing_folder(folder, "customers.csv", "earnings.csv")
     rows = {
         "usage_2024_01.csv": ["2024-01-0{d},cus_tiktok,azure_openai,gpt-4o,{d}00,{d}.50"],
         "usage_2024_02.csv": ["2024-02-0{d},cus_walmart,copilot,gpt-4o,{d},0.{d}"],
@@ -60,7 +56,7 @@ def mixed_landing(folder: Path) -> Path:
     }
     for name, templates in rows.items():
         lines = [t.format(d=d) for t in templates for d in range(1, 4)]
-        (folder / "spend" / name).write_text(HEADER + "\n".join(lines) + "\n")
+        (folder / "spend" / name).write_text(USAGE_HEADER + "\n".join(lines) + "\n")
     return folder
 
 
@@ -77,11 +73,11 @@ def test_the_fast_path_gives_what_the_per_file_path_gives(tmp_path, monkeypatch)
         return real(con, source, candidate, run_id)
 
     monkeypatch.setattr(load, "load_candidate", spy)
-    refused_fast = ingest_sources(fast, "run")
+    refused_fast = ingest_sources(fast, "run").refused
     usage_one_by_one = sorted(p for p in loaded_one_by_one if p.startswith("spend/"))
     monkeypatch.setattr(batch, "can_batch", lambda source: False)
     monkeypatch.setattr("warehouse.ingest.ingest.can_batch", lambda source: False)
-    refused_slow = ingest_sources(slow, "run")
+    refused_slow = ingest_sources(slow, "run").refused
 
     # The clean months loaded together; every other file was judged row by row.
     assert usage_one_by_one == [
@@ -119,10 +115,9 @@ def test_a_file_whose_stat_is_unchanged_is_not_read_again_and_a_rewritten_one_is
     clean.write_bytes(clean.read_bytes())
     ingest_sources(settings, "third")
     assert scanned == ["usage_2024_01.csv"]
-    with duckdb.connect(str(settings.build_db), read_only=True) as con:
-        actions = con.execute(
-            "select action from ingest.ledger where file_path = 'spend/usage_2024_01.csv'"
-        ).fetchall()
+    actions = query(
+        settings, "select action from ingest.ledger where file_path = 'spend/usage_2024_01.csv'"
+    )
     assert actions == [("added",)]
 
     # Different bytes of the same size, with the old modification time put back: still read.
@@ -132,11 +127,11 @@ def test_a_file_whose_stat_is_unchanged_is_not_read_again_and_a_rewritten_one_is
     os.utime(clean, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert os.stat(clean).st_size == stat.st_size
     ingest_sources(settings, "fourth")
-    with duckdb.connect(str(settings.build_db), read_only=True) as con:
-        customers = con.execute(
-            "select distinct customer_id from raw.usage "
-            "where _source_file = 'spend/usage_2024_01.csv' order by 1"
-        ).fetchall()
+    customers = query(
+        settings,
+        "select distinct customer_id from raw.usage "
+        "where _source_file = 'spend/usage_2024_01.csv' order by 1",
+    )
     assert customers == [("cus_tiktok",), ("cus_walmart",)]
 
 
@@ -186,7 +181,7 @@ def test_the_clean_check_passes_no_row_the_reasons_reject(source):
     # Reasons about other rows or other data are not the clean check's to find.
     not_type_reasons = [rule.reason for rule in source.rules]
     with duckdb.connect() as con:
-        load.ensure_schema(con)
+        tables.ensure_schema(con)
         con.execute(f"create table _parsed ({', '.join(f'{c} varchar' for c in columns)})")
         con.executemany(
             f"insert into _parsed values ({', '.join('?' for _ in columns)})",
@@ -197,13 +192,13 @@ def test_the_clean_check_passes_no_row_the_reasons_reject(source):
                 f"insert into raw.{ref.table} ({ref.column}, _source_file, _run_id) "
                 "values ('cus_x', 'f', 'r')"
             )
-        checked = load._checked_sql(source)
+        checked = rules.checked_sql(source)
         params = {k: v for k, v in {"file": "x", "file_month": None}.items() if f"${k}" in checked}
         reasons = dict(con.execute(f"select _ordinal, _reason from ({checked})", params).fetchall())
         clean = [
             ordinal
             for (ordinal,) in con.execute(
-                "select rowid from _parsed where " + load.clean_sql(source, columns)
+                "select rowid from _parsed where " + rules.clean_sql(source, columns)
             ).fetchall()
         ]
     assert len(clean) > len(columns)  # the check is not vacuous: every good variant passes
@@ -240,7 +235,7 @@ def test_only_added_plain_files_of_their_own_month_go_together(tmp_path):
         "usage_2024_03.csv.gz",
     ]
     for name in names:
-        (spend / name).write_text(HEADER)
+        (spend / name).write_text(USAGE_HEADER)
     facts = landing.FileFacts("sha", 0, 0)
     stat = os.stat(spend / names[0])
     candidates = [
@@ -253,7 +248,7 @@ def test_only_added_plain_files_of_their_own_month_go_together(tmp_path):
     ]
     # Another file holds January: no file goes together (February has two files, the gzip
     # file and the restated one are never read together).
-    current = {"spend/usage_2024_01_old.csv": load.Known("other", None, 0)}
+    current = {"spend/usage_2024_01_old.csv": ledger.Known("other", None, 0)}
     together, alone = batch.split_batch(candidates, current)
     assert together == [] and len(alone) == len(candidates)
     together, alone = batch.split_batch(candidates, {})
@@ -274,9 +269,9 @@ def test_a_read_that_fails_for_the_whole_part_loads_each_file_alone(tmp_path, mo
         raise duckdb.InvalidInputException("Invalid Input Error: CSV Error on Line: 2")
 
     monkeypatch.setattr(batch, "_stage", unreadable)
-    refused_failing = ingest_sources(failing, "run")
+    refused_failing = ingest_sources(failing, "run").refused
     monkeypatch.setattr("warehouse.ingest.ingest.can_batch", lambda source: False)
-    refused_alone = ingest_sources(alone, "run")
+    refused_alone = ingest_sources(alone, "run").refused
 
     assert refused_failing == refused_alone
     assert state(failing) == state(alone)

@@ -17,7 +17,7 @@ from warehouse.settings import DAG_ID, DAGS_FOLDER, DBT_PROJECT_DIR, REPORT_DAG_
 DAG_FILES = [DAGS_FOLDER / f"{dag_id}.py" for dag_id in (DAG_ID, REPORT_DAG_ID)]
 # Every model of the project, and the sources with tests: one `model` task instance each.
 MODELS = {path.stem for path in (DBT_PROJECT_DIR / "models").rglob("*.sql")}
-TESTED_SOURCES = {"raw.customers", "ingest.ledger"}
+TESTED_SOURCES = {"raw.customers", "ingest.current_files"}
 HEAVY_MODULES = [
     "duckdb",
     "pandas",

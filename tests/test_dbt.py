@@ -16,7 +16,7 @@ import duckdb
 import pytest
 
 from tests.conftest import ALL_MARTS, SEEDS, settings_for
-from warehouse.ingest import SOURCES, ingest_source
+from tests.ingesting import ingest_sources
 from warehouse.transform.dbt import dbt_command, dbt_env
 
 
@@ -26,11 +26,6 @@ def dbt(data_dir: Path, *args: str) -> subprocess.CompletedProcess:
     result = subprocess.run(dbt_command(settings, *args), env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-5000:]
     return result
-
-
-def ingest_all(landing: Path, data_dir: Path, run_id: str) -> None:
-    for name in SOURCES:
-        ingest_source(name, run_id, settings_for(landing, data_dir))
 
 
 def query(data_dir: Path, sql: str, params=None) -> list[tuple]:
@@ -54,7 +49,7 @@ def marts(data_dir: Path) -> dict[str, list[tuple]]:
 def built(tmp_path_factory) -> Path:
     """The seeds ingested and built once by `dbt build`, shared by the read-only tests here."""
     data_dir = tmp_path_factory.mktemp("built")
-    ingest_all(SEEDS, data_dir, "seed-run")
+    assert ingest_sources(settings_for(SEEDS, data_dir), "seed-run").refused == {}
     # This build's own target folder: its run_results.json is this build's, not a leftover.
     dbt(data_dir, "build", "--target-path", str(data_dir / "target"))
     return data_dir
@@ -176,7 +171,7 @@ def test_new_month_is_processed_alone_and_matches_a_full_refresh(built, tmp_path
         "\n".join([december[0]] + [line.replace("2024-12-", "2025-01-") for line in december[1:]])
         + "\n"
     )
-    ingest_all(landing, incremental, "new-month")
+    assert ingest_sources(settings_for(landing, incremental), "new-month").refused == {}
     before = query(
         incremental,
         "select distinct dbt_invocation_id from intermediate.int_usage_months_aggregated",
@@ -208,7 +203,7 @@ def test_restated_file_is_reflected_and_matches_a_full_refresh(built, tmp_path):
     # Restate March 2024 without TikTok: the month's concentration must change accordingly.
     lines = march.read_text().splitlines()
     march.write_text("\n".join(line for line in lines if ",cus_tiktok," not in line) + "\n")
-    ingest_all(landing, incremental, "restated")
+    assert ingest_sources(settings_for(landing, incremental), "restated").refused == {}
 
     dbt(incremental, "build")
 

@@ -9,52 +9,30 @@ from __future__ import annotations
 
 import gzip
 import json
-import shutil
 from decimal import Decimal
-from pathlib import Path
 
 import duckdb
 import pytest
 
-from tests.conftest import SEED_USAGE_ROWS, SEEDS, ingest_sources, run_pipeline, settings_for
-from warehouse.settings import Settings
-
-HEADER = "usage_date,customer_id,product_line,model,tokens,amount_usd\n"
-CUSTOMERS_HEADER = (
-    "customer_id,customer_name,parent_company,industry,segment,hq_country,is_synthetic,source\n"
+from tests.conftest import SEED_USAGE_ROWS, run_pipeline, settings_for
+from tests.ingesting import (
+    USAGE_HEADER,
+    add_customer,
+    ingest_sources,
+    landing_folder,
+    quarantined,
+    query,
+    usage_by_file,
 )
-
-
-def query(settings: Settings, sql: str, params=None) -> list[tuple]:
-    with duckdb.connect(str(settings.build_db), read_only=True) as con:
-        return con.execute(sql, params or []).fetchall()
-
-
-def usage_by_file(settings: Settings) -> dict[str, int]:
-    return dict(query(settings, "select _source_file, count(*) from raw.usage group by 1"))
-
-
-def quarantined(settings: Settings) -> list[tuple[str, int, str]]:
-    return query(
-        settings,
-        "select _source_file, _line_number, _reason from ingest.usage_quarantine order by all",
-    )
-
-
-def add_customer(landing: Path, customer_id: str, segment: str = "enterprise") -> None:
-    with (landing / "customers.csv").open("a") as handle:
-        handle.write(f"{customer_id},New Co,New Co,software,{segment},US,true,synthetic\n")
+from warehouse.settings import Settings
 
 
 @pytest.fixture
 def small(tmp_path) -> Settings:
     """A landing folder with the seed customers and earnings and one small usage file."""
-    landing = tmp_path / "landing"
-    (landing / "spend").mkdir(parents=True)
-    for name in ("customers.csv", "earnings.csv"):
-        shutil.copy(SEEDS / name, landing / name)
+    landing = landing_folder(tmp_path / "landing", "customers.csv", "earnings.csv")
     (landing / "spend" / "usage_2024_03.csv").write_text(
-        HEADER
+        USAGE_HEADER
         + "2024-03-01,cus_tiktok,azure_openai,gpt-4o,1000,10.00\n"
         + "2024-03-01,cus_walmart,azure_openai,gpt-4o,2000,20.00\n"
     )
@@ -89,7 +67,7 @@ def test_a_late_customers_usage_loads_once_the_customer_arrives(small):
 def test_a_duplicate_loads_once_the_file_holding_its_key_is_restated_without_it(small):
     spend = small.landing_dir / "spend"
     (spend / "usage_2024_03_late.csv").write_text(
-        HEADER + "2024-03-01,cus_walmart,azure_openai,gpt-4o,2000,21.00\n"
+        USAGE_HEADER + "2024-03-01,cus_walmart,azure_openai,gpt-4o,2000,21.00\n"
     )
     ingest_sources(small, "first")
     assert quarantined(small) == [
@@ -101,7 +79,7 @@ def test_a_duplicate_loads_once_the_file_holding_its_key_is_restated_without_it(
     ]
 
     (spend / "usage_2024_03.csv").write_text(
-        HEADER + "2024-03-01,cus_tiktok,azure_openai,gpt-4o,1000,10.00\n"
+        USAGE_HEADER + "2024-03-01,cus_tiktok,azure_openai,gpt-4o,1000,10.00\n"
     )
     ingest_sources(small, "restated")
 
@@ -136,7 +114,7 @@ def test_a_renamed_file_with_a_corrected_amount_is_a_restatement(small):
     (spend / "usage_2024_03.csv").unlink()
     (spend / "usage_2024_03_v2.csv").write_text(content)
 
-    assert ingest_sources(small, "renamed") == {}
+    assert ingest_sources(small, "renamed").refused == {}
 
     assert usage_by_file(small) == {"spend/usage_2024_03_v2.csv": 2}
     assert quarantined(small) == []
@@ -148,7 +126,7 @@ def test_a_renamed_file_with_the_same_content_is_not_a_twin(small):
     spend = small.landing_dir / "spend"
     (spend / "usage_2024_03.csv").rename(spend / "usage_2024_03_final.csv")
 
-    assert ingest_sources(small, "renamed") == {}
+    assert ingest_sources(small, "renamed").refused == {}
     assert usage_by_file(small) == {"spend/usage_2024_03_final.csv": 2}
 
 
@@ -159,14 +137,14 @@ def test_compressed_and_upper_case_names_load_and_other_files_are_listed(small):
     spend = small.landing_dir / "spend"
     row = "2024-{m}-01,cus_tiktok,azure_openai,gpt-4o,1,1.00\n"
     with gzip.open(spend / "usage_2024_06.csv.gz", "wt") as handle:
-        handle.write(HEADER + row.format(m="06"))
-    (spend / "Usage_2024_05.CSV").write_text(HEADER + row.format(m="05"))
+        handle.write(USAGE_HEADER + row.format(m="06"))
+    (spend / "Usage_2024_05.CSV").write_text(USAGE_HEADER + row.format(m="05"))
     (spend / "2024").mkdir()
-    (spend / "2024" / "usage_2024_07.csv").write_text(HEADER + row.format(m="07"))
+    (spend / "2024" / "usage_2024_07.csv").write_text(USAGE_HEADER + row.format(m="07"))
     (small.landing_dir / "README.md").write_text("notes\n")
-    (spend / ".usage_2024_08.csv.part").write_text(HEADER)
+    (spend / ".usage_2024_08.csv.part").write_text(USAGE_HEADER)
 
-    refused = ingest_sources(small)
+    refused = ingest_sources(small).refused
 
     assert usage_by_file(small) == {
         "spend/Usage_2024_05.CSV": 1,
@@ -187,10 +165,10 @@ def test_compressed_and_upper_case_names_load_and_other_files_are_listed(small):
 @pytest.mark.parametrize("name", ["usage_2024_13.csv", "usage-march.csv"])
 def test_a_usage_file_without_a_valid_month_in_its_name_is_refused(small, name):
     (small.landing_dir / "spend" / name).write_text(
-        HEADER + "2024-03-05,cus_tiktok,azure_openai,gpt-4o,1,1.00\n"
+        USAGE_HEADER + "2024-03-05,cus_tiktok,azure_openai,gpt-4o,1,1.00\n"
     )
 
-    refused = ingest_sources(small)
+    refused = ingest_sources(small).refused
 
     assert refused == {
         f"spend/{name}": "no valid month in the name (expected e.g. usage_2024_03.csv)"
@@ -209,7 +187,7 @@ LINE_BREAKS = {
 
 @pytest.mark.parametrize("kind", LINE_BREAKS, ids=LINE_BREAKS.keys())
 def test_a_file_with_unreadable_line_breaks_is_refused_in_one_line_and_the_rest_load(small, kind):
-    rows = [HEADER.strip(), "2024-02-01,cus_tiktok,azure_openai,gpt-4o,1,1.00"]
+    rows = [USAGE_HEADER.strip(), "2024-02-01,cus_tiktok,azure_openai,gpt-4o,1,1.00"]
     rows.append("2024-02-02,cus_tiktok,azure_openai,gpt-4o,1,1.00")
     breaks, problem = LINE_BREAKS[kind]
     if breaks == b"\r":
@@ -221,7 +199,7 @@ def test_a_file_with_unreadable_line_breaks_is_refused_in_one_line_and_the_rest_
     # Sorted before the good file: it must not stop it.
     (small.landing_dir / "spend" / "usage_2024_02.csv").write_bytes(content)
 
-    refused = ingest_sources(small)
+    refused = ingest_sources(small).refused
 
     assert list(refused) == ["spend/usage_2024_02.csv"]
     assert problem in refused["spend/usage_2024_02.csv"]
@@ -233,7 +211,7 @@ def test_a_file_growing_while_it_is_read_is_refused_and_loads_when_complete(smal
     import warehouse.ingest.load as load
 
     growing = small.landing_dir / "spend" / "usage_2024_04.csv"
-    growing.write_text(HEADER + "2024-04-01,cus_tiktok,azure_openai,gpt-4o,1,1.00\n")
+    growing.write_text(USAGE_HEADER + "2024-04-01,cus_tiktok,azure_openai,gpt-4o,1,1.00\n")
     real_scan = load.scan_file
 
     def scan_then_append(path):
@@ -244,12 +222,12 @@ def test_a_file_growing_while_it_is_read_is_refused_and_loads_when_complete(smal
         return facts
 
     monkeypatch.setattr(load, "scan_file", scan_then_append)
-    refused = ingest_sources(small, "while-growing")
+    refused = ingest_sources(small, "while-growing").refused
     monkeypatch.undo()
 
     assert "changed while it was read" in refused["spend/usage_2024_04.csv"]
     assert usage_by_file(small) == {"spend/usage_2024_03.csv": 2}
-    assert ingest_sources(small, "complete") == {}
+    assert ingest_sources(small, "complete").refused == {}
     assert usage_by_file(small)["spend/usage_2024_04.csv"] == 2
 
 
@@ -288,7 +266,7 @@ def test_removing_a_customer_who_still_has_usage_is_refused_naming_it(small):
         "".join(line for line in customers.open() if not line.startswith("cus_walmart,"))
     )
 
-    refused = ingest_sources(small, "removed")
+    refused = ingest_sources(small, "removed").refused
 
     assert refused == {
         "customers.csv": "it removes 1 customer_id value(s) that loaded usage rows depend on: "
@@ -300,7 +278,7 @@ def test_removing_a_customer_who_still_has_usage_is_refused_naming_it(small):
     assert usage_by_file(small) == {"spend/usage_2024_03.csv": 2}
 
     customers.unlink()  # the whole file gone: the same refusal, and nothing retracted
-    refused = ingest_sources(small, "deleted")
+    refused = ingest_sources(small, "deleted").refused
 
     assert refused["customers.csv"].startswith("it is gone, but 2 customer_id value(s)")
     assert query(small, "select count(*) from raw.customers")[0][0] > 0

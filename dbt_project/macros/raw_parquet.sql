@@ -1,6 +1,6 @@
-{#- The sources (raw.customers, raw.earnings, raw.usage, ingest.ledger) on engines that do not
-    read the build database: the Parquet copies ingestion writes under
-    `<data>/raw_parquet/<schema>/<table>/`, partitioned by landing file
+{#- The sources (raw.customers, raw.earnings, raw.usage, ingest.ledger, ingest.current_files) on
+    engines that do not read the build database: the Parquet copies ingestion writes under
+    `<data>/raw_parquet/<schema>/<table>/`, the raw tables partitioned by landing file
     (warehouse/engines/spark.py), registered as external tables at the start of every run.
     WAREHOUSE_RAW_PARQUET_LOCATION overrides the folder (a path or URI the cluster reads).
     DuckDB reads its own tables: nothing to do. -#}
@@ -25,6 +25,7 @@
             ('raw', 'earnings', true),
             ('raw', 'usage', true),
             ('ingest', 'ledger', false),
+            ('ingest', 'current_files', false),
         ] -%}
             {%- do run_query('create database if not exists ' ~ schema_name) -%}
             {%- set relation = schema_name ~ '.' ~ table_name -%}

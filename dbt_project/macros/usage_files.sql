@@ -1,19 +1,11 @@
-{#- The usage files as the ingestion ledger holds them now: each file's latest entry, unless
-    that entry retracted it (the file left the landing folder). -#}
+{#- The usage files as the ingestion ledger holds them now (its current state,
+    `ingest.current_files`: a file that left the landing folder is not there). -#}
 {% macro current_usage_files() -%}
     select
         file_path as source_file,
         loaded_at as file_loaded_at
-    from (
-        select
-            file_path,
-            action,
-            loaded_at,
-            row_number() over (partition by file_path order by loaded_at desc) as recency
-        from {{ source('ingest', 'ledger') }}
-        where source = 'usage'
-    ) as entries
-    where recency = 1 and action <> 'retracted'
+    from {{ source('ingest', 'current_files') }}
+    where source = 'usage'
 {%- endmacro %}
 
 {#- The current usage files whose latest version (ledger entry) is not yet in the incremental

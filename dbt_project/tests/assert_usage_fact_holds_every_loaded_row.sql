@@ -5,22 +5,12 @@
 -- the ledger says (expectations/reconciliation.yml, reconcile_files).
 with
 
-entries as (
-    select
-        file_path as source_file,
-        action,
-        rows_loaded,
-        row_number() over (partition by file_path order by loaded_at desc) as recency
-    from {{ source('ingest', 'ledger') }}
-    where source = 'usage'
-),
-
 current_files as (
     select
-        source_file,
+        file_path as source_file,
         rows_loaded
-    from entries
-    where recency = 1 and action <> 'retracted'
+    from {{ source('ingest', 'current_files') }}
+    where source = 'usage'
 ),
 
 fact_files as (

@@ -19,14 +19,10 @@ if TYPE_CHECKING:  # pandas is imported when used: the run's summary imports thi
     import pandas as pd
 
 FIGURES_SQL = """
-with current_files as (
-    select * from ingest.ledger where source = 'usage'
-    qualify row_number() over (partition by file_path order by loaded_at desc) = 1
-)
 select
     (select count(*) from landing_now where file_path like 'spend/%') as usage_files,
-    (select coalesce(sum(rows_in_file), 0) from current_files
-        where file_path in (select file_path from landing_now)) as rows_in_landing,
+    (select coalesce(sum(rows_in_file), 0) from ingest.current_files where source = 'usage'
+        and file_path in (select file_path from landing_now)) as rows_in_landing,
     (select count(*) from raw.usage) as rows_loaded,
     (select count(*) from ingest.usage_quarantine) as rows_quarantined,
     (select count(*) from ingest.rejects where source = 'usage') as rows_rejected,

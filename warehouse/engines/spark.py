@@ -50,9 +50,9 @@ from warehouse.db import connect
 from warehouse.settings import Settings
 
 # The raw tables Spark reads, each partitioned by the landing file its rows came from, and the
-# ledger the incremental usage model reads (small, and rewritten whole).
+# ledger and its current files, which the incremental usage model reads (small, rewritten whole).
 PARTITIONED_TABLES = (("raw", "customers"), ("raw", "earnings"), ("raw", "usage"))
-LEDGER = ("ingest", "ledger")
+LEDGER_TABLES = (("ingest", "ledger"), ("ingest", "current_files"))
 PARTITION_COLUMN = "_source_file"
 # Spark and Hadoop skip files whose names start with "_" or ".": the marker that records which
 # version of its file a partition holds is invisible to both readers.
@@ -101,7 +101,8 @@ def _replace_dir(new: Path, target: Path) -> None:
 
 def export_raw(settings: Settings, out: Path | None = None) -> ExportResult:
     """Write raw.customers, raw.earnings and raw.usage as Parquet partitioned by landing file,
-    and ingest.ledger as one Parquet file, under `out` (default `<data>/raw_parquet`).
+    and ingest.ledger and ingest.current_files as one Parquet file each, under `out` (default
+    `<data>/raw_parquet`).
 
     A partition is rewritten only when its file's latest ledger load (sha256 and time) differs
     from the one it holds, and removed when its file is no longer in the raw table, so after
@@ -118,8 +119,7 @@ def export_raw(settings: Settings, out: Path | None = None) -> ExportResult:
                 """
                 select file_path, sha256 || ' ' || strftime(loaded_at at time zone 'UTC',
                        '%Y-%m-%dT%H:%M:%S.%f')
-                from ingest.ledger
-                qualify row_number() over (partition by file_path order by loaded_at desc) = 1
+                from ingest.current_files
                 """
             ).fetchall()
         )
@@ -159,11 +159,12 @@ def export_raw(settings: Settings, out: Path | None = None) -> ExportResult:
                     result.removed[name] += 1
                 elif stale.name.startswith((".new-", ".old-")):
                     shutil.rmtree(stale, ignore_errors=True)
-        ledger_dir = out / LEDGER[0] / LEDGER[1]
-        ledger_dir.mkdir(parents=True, exist_ok=True)
-        staging_file = ledger_dir / f".ledger-{uuid.uuid4().hex}.parquet"
-        con.execute(f"copy {LEDGER[0]}.{LEDGER[1]} to '{staging_file}' (format parquet)")
-        os.replace(staging_file, ledger_dir / "ledger.parquet")
+        for schema, table in LEDGER_TABLES:
+            table_dir = out / schema / table
+            table_dir.mkdir(parents=True, exist_ok=True)
+            staging_file = table_dir / f".{table}-{uuid.uuid4().hex}.parquet"
+            con.execute(f"copy {schema}.{table} to '{staging_file}' (format parquet)")
+            os.replace(staging_file, table_dir / f"{table}.parquet")
     finally:
         con.close()
     result.seconds = time.perf_counter() - started

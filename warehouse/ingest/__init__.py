@@ -3,7 +3,7 @@ of every file and a reason for every rejected row."""
 
 from warehouse.ingest.ingest import ingest_source
 from warehouse.ingest.landing import scan_file
-from warehouse.ingest.load import FileRefusedError, SourceRefusedError, SourceResult
+from warehouse.ingest.ledger import FileRefusedError, SourceRefusedError, SourceResult
 from warehouse.ingest.sources import SOURCES
 
 __all__ = [

@@ -26,20 +26,11 @@ from pathlib import Path
 import duckdb
 
 from warehouse.ingest.landing import file_month
-from warehouse.ingest.load import (
-    FILE_TOTALS,
-    LEDGER_INSERT,
-    Candidate,
-    FileResult,
-    Known,
-    changed_since,
-    clean_sql,
-    clean_values_sql,
-    rollback,
-    rules_hold_sql,
-    stat_key,
-)
+from warehouse.ingest.ledger import LEDGER_INSERT, FileResult, Known, stat_key
+from warehouse.ingest.load import Candidate, changed_since
+from warehouse.ingest.rules import clean_sql, clean_values_sql, rules_hold_sql
 from warehouse.ingest.sources import SOURCES, Source
+from warehouse.ingest.tables import FILE_TOTALS, transaction
 
 log = logging.getLogger(__name__)
 
@@ -229,8 +220,7 @@ def _append_clean(
     line, and their ledger entries."""
     files = {"files": [c.display for c in clean]}
     staged = "_staged join _batch using (file_id) where file in (select unnest($files))"
-    con.execute("begin transaction")
-    try:
+    with transaction(con):
         con.execute(
             f"insert into raw.{source.table} select {', '.join(source.columns)}, file, $run_id "
             f"from {staged}",
@@ -242,10 +232,6 @@ def _append_clean(
             {"source": source.name, **files},
         )
         _write_ledger_entries(con, source, clean, run_id)
-        con.execute("commit")
-    except BaseException:
-        rollback(con)
-        raise
 
 
 def _write_ledger_entries(

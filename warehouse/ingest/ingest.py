@@ -1,7 +1,20 @@
-"""One source's ingestion, end to end, so that its raw table equals what the landing folder
-says now: inventory, retraction of vanished files, the load of new and changed files (the
-clean ones of a monthly source together, `batch.py`; the rest one by one, `load.py`), and the
-quarantine judged again.
+"""One source's ingestion, end to end, so that its raw table always equals what the landing
+folder says now. Each run, per source:
+
+1. **Inventory**: every file under the landing folder is the source's, refused, or ignored
+   (`landing.py`); ignored files are listed in `ingest.ignored_files`.
+2. **Retract**: a file loaded before that is no longer in the folder has its rows removed (a
+   ledger entry `retracted` says so, `ledger.py`). A renamed file is a retraction and an
+   addition, so a restatement under a new name replaces the old rows instead of piling up
+   duplicates.
+3. **Load** each new or changed file in one transaction: the clean ones of a monthly source
+   together (`batch.py`), the rest one by one (`load.py`), each row loaded, quarantined or
+   rejected with its line and reason by the source's rules as SQL (`rules.py`).
+4. **Re-evaluate** the quarantine (`quarantine.py`): rows whose rule now holds are loaded, and
+   every remaining reason is true now.
+
+A file that cannot be read as its source's shape is refused whole, naming the file and the
+problem in one line; nothing of it is loaded and the other files still load.
 """
 
 from __future__ import annotations
@@ -16,21 +29,18 @@ import duckdb
 from warehouse.db import connect, storage_error
 from warehouse.ingest.batch import can_batch, load_batch, split_batch
 from warehouse.ingest.landing import Inventory, display_path, take_inventory
-from warehouse.ingest.load import (
-    UNREADABLE,
-    Candidate,
+from warehouse.ingest.ledger import (
     FileRefusedError,
     FileResult,
     SourceRefusedError,
     SourceResult,
     current_files,
-    ensure_schema,
-    examine_file,
-    load_file,
-    reevaluate,
     retract_missing,
 )
+from warehouse.ingest.load import UNREADABLE, Candidate, examine_file, load_file
+from warehouse.ingest.quarantine import reevaluate
 from warehouse.ingest.sources import SOURCES
+from warehouse.ingest.tables import ensure_schema, transaction
 from warehouse.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,14 +50,13 @@ T = TypeVar("T")
 
 def _record_ignored(con: duckdb.DuckDBPyConnection, inventory: Inventory, run_id: str) -> None:
     """The files the landing folder holds that no source reads, each with why (current state)."""
-    con.execute("begin transaction")
-    con.execute("delete from ingest.ignored_files")
-    if inventory.ignored:
-        con.executemany(
-            "insert into ingest.ignored_files values (?, ?, ?)",
-            [(path, why, run_id) for path, why in inventory.ignored],
-        )
-    con.execute("commit")
+    with transaction(con):
+        con.execute("delete from ingest.ignored_files")
+        if inventory.ignored:
+            con.executemany(
+                "insert into ingest.ignored_files values (?, ?, ?)",
+                [(path, why, run_id) for path, why in inventory.ignored],
+            )
 
 
 def _raise_storage_error(error: BaseException, settings: Settings, doing: str) -> NoReturn:

@@ -10,24 +10,22 @@ from warehouse.publish import read_manifest
 from warehouse.settings import Settings
 from warehouse.transform.results import FAILING
 
-# Current state: the latest ledger entry of each file (a file's rows were replaced by it);
-# a retracted file (gone from the landing folder) counts only as this run's retraction.
+# Current state: the files the ledger holds now (`ingest.current_files`), per source that ever
+# loaded one; a retracted file (gone from the landing folder) counts only as this run's
+# retraction.
 _SUMMARY_SQL = """
-with latest as (
-    select * from ingest.ledger
-    qualify row_number() over (partition by file_path order by loaded_at desc) = 1
-)
 select
     source,
-    count(*) filter (where action <> 'retracted') as files,
+    count(file_path) as files,
     coalesce(sum(rows_in_file), 0) as rows_in_files,
     coalesce(sum(rows_loaded), 0) as rows_loaded,
     coalesce(sum(rows_rejected), 0) as rows_rejected,
     coalesce(sum(rows_quarantined), 0) as rows_quarantined,
-    count(*) filter (where run_id = $run_id and action <> 'retracted') as files_loaded_this_run,
+    count(*) filter (where run_id = $run_id) as files_loaded_this_run,
     coalesce(sum(rows_loaded) filter (where run_id = $run_id), 0) as rows_loaded_this_run,
     coalesce(sum(rows_rejected) filter (where run_id = $run_id), 0) as rows_rejected_this_run
-from latest
+from (select distinct source from ingest.ledger) as sources
+left join ingest.current_files using (source)
 group by source
 order by source
 """
