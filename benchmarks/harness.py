@@ -8,7 +8,7 @@ On generated landing folders (`warehouse generate --rows N`), per scale:
   dbt build, validation (GX) and publish;
 - the whole pipeline DAG run (`warehouse run --no-report`: Airflow's dag.test(), Cosmos, dbt,
   GX, publish) on a fresh data folder;
-- the floor: `warehouse/audit/floor.sql`, the contract marts straight from the files in one DuckDB
+- the floor: `benchmarks/floor.sql`, the contract marts straight from the files in one DuckDB
   process, checked to give the same marts as the pipeline;
 - peers loading the same usage files: `dbt seed` and pandas `read_csv` + DuckDB insert;
 - incremental: the DAG on the history without its last month, then again with that month
@@ -38,8 +38,8 @@ from pathlib import Path
 import duckdb
 import psutil
 
+from benchmarks.floor import CONTRACT_MARTS
 from benchmarks.peers import usage_rows
-from warehouse.audit.floor import CONTRACT_MARTS
 from warehouse.settings import REPO_ROOT, Settings
 
 BENCH_DIR = REPO_ROOT / "benchmarks"
@@ -199,7 +199,7 @@ class Bench:
         return self.repeated("pipeline DAG run", "dag", [*WAREHOUSE, "run", "--no-report"])
 
     def floor(self) -> Path:
-        command = [PYTHON, "-m", "warehouse.audit.floor"]
+        command = [PYTHON, "-m", "benchmarks.floor"]
         return self.repeated("floor (one DuckDB script)", "floor", command)
 
     def peers(self) -> None:

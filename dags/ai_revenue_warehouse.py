@@ -62,7 +62,7 @@ def load(source: str, run_id: str | None = None) -> dict:
 def export_raw() -> dict:
     """Spark only: the raw tables and the ledger as Parquet, one partition per landing file
     (only files loaded since the last export are rewritten)."""
-    from warehouse.engines.spark import export_raw as export
+    from warehouse.engines.spark.export import export_raw as export
 
     return export(Settings.from_env()).as_dict()
 
@@ -70,7 +70,7 @@ def export_raw() -> dict:
 @task(pool=WRITER_POOL, retries=0)
 def load_spark_marts() -> dict:
     """Spark only: the marts and intermediate tables Spark built, into the build database."""
-    from warehouse.engines.spark import load_spark_tables
+    from warehouse.engines.spark.load import load_spark_tables
 
     return load_spark_tables(Settings.from_env()).as_dict()
 

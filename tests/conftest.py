@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from warehouse.audit.floor import CONTRACT_MARTS
+from benchmarks.floor import CONTRACT_MARTS
 from warehouse.settings import REPO_ROOT, Settings
 
 REPO = REPO_ROOT
@@ -155,7 +155,7 @@ def assert_marts_equal_the_floor(settings: Settings, tmp_path: Path) -> None:
     landing folder), row for row."""
     import duckdb
 
-    from warehouse.audit.floor import run_floor
+    from benchmarks.floor import run_floor
 
     floor = run_floor(settings_for(settings.landing_dir, tmp_path / "floor"))
     with duckdb.connect(str(settings.published_db), read_only=True) as published:

@@ -181,7 +181,7 @@ def test_every_connection_of_a_run_is_bounded_by_the_memory_setting():
     for path in run_modules:
         for number, line in enumerate(path.read_text().splitlines(), start=1):
             bare = "duckdb.connect(" in line and "config=" not in line
-            if bare and not _allowed_bare_connection(path, line):
+            if bare and not _allowed_bare_connection(path):
                 unbounded.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
     assert unbounded == []
     profile = (REPO / "dbt_project" / "profiles.yml").read_text()
@@ -191,11 +191,6 @@ def test_every_connection_of_a_run_is_bounded_by_the_memory_setting():
     assert settings.environment()["WAREHOUSE_DUCKDB_SPILL_DIR"] == str(settings.spill_dir)
 
 
-def _allowed_bare_connection(path: Path, line: str) -> bool:
-    """Connections no run opens: `warehouse query` (its own locked limits) and the Spark
-    comparison helpers the tests call."""
-    relative = path.relative_to(REPO).as_posix()
-    return relative == "warehouse/serve/query.py" or (
-        relative == "warehouse/engines/spark.py"
-        and ("duckdb.connect()" in line or "build_db" in line)
-    )
+def _allowed_bare_connection(path: Path) -> bool:
+    """Connections no run opens: `warehouse query` (its own locked limits)."""
+    return path.relative_to(REPO).as_posix() == "warehouse/serve/query.py"

@@ -27,7 +27,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from warehouse.engines import spark
+from benchmarks.compare import compare_marts, duckdb_marts, money_columns_exact, spark_marts
+from warehouse.engines.spark.load import spark_tables
 from warehouse.settings import Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark]
@@ -166,7 +167,7 @@ def snapshot(relations: dict[str, str], folder: Path, attach: dict[str, Path] | 
 
 
 def assert_equal_marts(expected: dict[str, str], actual: dict[str, str], attach=None) -> None:
-    results = spark.compare_marts(expected, actual, attach=attach)
+    results = compare_marts(expected, actual, attach=attach)
     assert {r.mart for r in results} >= {
         "dim_customers",
         "fct_customer_monthly_spend",
@@ -215,7 +216,7 @@ def seeds_on_both(spark_installed, tmp_path_factory) -> dict:
     record(data, "spark_session_build_seeds_in_the_dag", dag_build)
     manifest = json.loads((data / "manifest.json").read_text())
     # What the audit read in the build database was Spark's usage fact, row for row.
-    spark_fact = spark.spark_tables(settings_of(data), "intermediate")
+    spark_fact = spark_tables(settings_of(data), "intermediate")
     fact_rows = {
         "build": build_table_rows(data, "intermediate.int_usage_months_aggregated"),
         "spark": duckdb.sql(
@@ -236,14 +237,14 @@ def seeds_on_both(spark_installed, tmp_path_factory) -> dict:
     # are Spark's), and DuckDB's incremental model refuses another engine's schema.
     duck = dbt_build(SEEDS, data, "duckdb", "--full-refresh")
     record(data, "duckdb_build_seeds", duck)
-    duckdb_marts = snapshot(
-        spark.duckdb_marts(data / "build.duckdb"),
+    built_on_duckdb = snapshot(
+        duckdb_marts(data / "build.duckdb"),
         data / "duckdb-marts",
         attach={"build": data / "build.duckdb"},
     )
     return {
         "data": data,
-        "duckdb_marts": duckdb_marts,
+        "duckdb_marts": built_on_duckdb,
         "published": published,
         "manifest": manifest,
         "fact_rows": fact_rows,
@@ -269,11 +270,27 @@ def test_the_dag_on_spark_publishes_the_marts_duckdb_builds(seeds_on_both):
 
 def test_spark_session_build_gives_the_marts_duckdb_gives(seeds_on_both):
     data = seeds_on_both["data"]
-    on_spark = spark.spark_marts(settings_of(data))
+    on_spark = spark_marts(settings_of(data))
     assert_equal_marts(seeds_on_both["duckdb_marts"], on_spark)
     # Money stays exact DECIMAL on both engines (no floating point in a *_usd column).
-    assert spark.money_columns_exact(on_spark) == []
-    assert spark.money_columns_exact(seeds_on_both["duckdb_marts"]) == []
+    assert money_columns_exact(on_spark) == []
+    assert money_columns_exact(seeds_on_both["duckdb_marts"]) == []
+    # The same comparison from the command line, against the build database DuckDB rebuilt.
+    compared = run(
+        [
+            str(BIN / "python"),
+            "-m",
+            "benchmarks.compare",
+            "--duckdb",
+            str(data / "build.duckdb"),
+            "--spark-data",
+            str(data),
+        ],
+        environment(SEEDS, data),
+    )
+    lines = compared.stdout.splitlines()
+    assert {line.split(":")[0] for line in lines} >= set(on_spark), compared.stdout
+    assert all(line.endswith(", equal") for line in lines), compared.stdout
 
 
 def test_spark_through_a_local_thrift_server_gives_the_same_marts(seeds_on_both, tmp_path_factory):
@@ -299,7 +316,7 @@ def test_spark_through_a_local_thrift_server_gives_the_same_marts(seeds_on_both,
     finally:
         stopped = run([str(BIN / "python"), "-m", "warehouse.engines.spark", "thrift-stop"], env)
     assert json.loads(stopped.stdout) == {"stopped": True}
-    assert_equal_marts(seeds_on_both["duckdb_marts"], spark.spark_marts(settings_of(data)))
+    assert_equal_marts(seeds_on_both["duckdb_marts"], spark_marts(settings_of(data)))
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0, "the Thrift server still listens"
 
@@ -349,9 +366,7 @@ def test_restated_month_on_spark_equals_a_full_refresh(seeds_on_both, tmp_path):
     changed = {f for f, i, _ in after if (f, i) not in before}
     assert changed == {"spend/usage_2024_03.csv"}
     assert "spend/usage_2023_01.csv" not in {f for f, _, _ in after}
-    after_incremental = snapshot(
-        spark.spark_marts(settings_of(data)), tmp_path / "incremental-marts"
-    )
+    after_incremental = snapshot(spark_marts(settings_of(data)), tmp_path / "incremental-marts")
     (top,) = duckdb.sql(
         f"select top_customer_name from {after_incremental['fct_revenue_concentration']} "
         "where month = date '2024-03-01' and product_line = 'azure_openai' "
@@ -361,11 +376,11 @@ def test_restated_month_on_spark_equals_a_full_refresh(seeds_on_both, tmp_path):
 
     full = dbt_build(landing, data, "spark", "--full-refresh")
     record(data, "spark_session_full_refresh_restated", full)
-    assert_equal_marts(spark.spark_marts(settings_of(data)), after_incremental)
+    assert_equal_marts(spark_marts(settings_of(data)), after_incremental)
 
     dbt_build(landing, data, "duckdb")
     assert_equal_marts(
-        spark.duckdb_marts(data / "build.duckdb"),
+        duckdb_marts(data / "build.duckdb"),
         after_incremental,
         attach={"build": data / "build.duckdb"},
     )

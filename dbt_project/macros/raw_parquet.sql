@@ -1,7 +1,7 @@
 {#- The sources (raw.customers, raw.earnings, raw.usage, ingest.ledger, ingest.current_files) on
     engines that do not read the build database: the Parquet copies ingestion writes under
     `<data>/raw_parquet/<schema>/<table>/`, the raw tables partitioned by landing file
-    (warehouse/engines/spark.py), registered as external tables at the start of every run.
+    (warehouse/engines/spark/export.py), registered as external tables at the start of every run.
     WAREHOUSE_RAW_PARQUET_LOCATION overrides the folder (a path or URI the cluster reads).
     DuckDB reads its own tables: nothing to do. -#}
 {% macro register_raw_sources() -%}
