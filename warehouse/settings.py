@@ -84,7 +84,6 @@ class Setting:
     parse: Callable[[str], Any]
     shown: str | None  # the default as the docs show it, where it depends on the machine
     choices: tuple[str, ...]
-    secret: bool  # a password: never in a repr or the docs
 
 
 def setting(
@@ -97,8 +96,9 @@ def setting(
     choices: tuple[str, ...] = (),
     secret: bool = False,
 ) -> Any:
-    """A field of `Settings`, read from `env` (its value `parse(default)` when unset)."""
-    row = Setting(env, default, meaning, parse, shown, choices, secret)
+    """A field of `Settings`, read from `env` (its value `parse(default)` when unset); a
+    `secret` (a password) is left out of the repr."""
+    row = Setting(env, default, meaning, parse, shown, choices)
     value = None if default is None else parse(default)
     return field(default=value, repr=not secret, metadata={"setting": row})
 
@@ -430,7 +430,8 @@ class Settings:
 
 
 def markdown() -> str:
-    """The table of every setting, as docs/configuration.md shows it (passwords have none)."""
+    """The table of every setting and its default, as docs/configuration.md shows it (never
+    this process's values, so never a password)."""
     lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
     for _, row in _rows():
         default = row.shown or ("unset" if row.default is None else f"`{row.default}`")
