@@ -22,7 +22,7 @@ from warehouse.settings import REPO_ROOT, Settings
 
 REPO = REPO_ROOT
 SEEDS = REPO / "seeds"
-# The contract marts and the extra one the README documents.
+# The contract marts and the extra one docs/dbt.md documents.
 DOCUMENTED_EXTRA_MARTS = {"fct_revenue_at_risk"}
 ALL_MARTS = {*CONTRACT_MARTS, *DOCUMENTED_EXTRA_MARTS}
 # Rows of the committed seeds (the generator's default).

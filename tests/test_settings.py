@@ -4,6 +4,7 @@ environment; the Makefile and docker-compose.yml read the same `quiet.env`."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 from pathlib import Path
@@ -12,7 +13,13 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
-from warehouse.settings import DAGS_FOLDER, QUIET_ENV_FILE, QUIET_ENVIRONMENT, Settings
+from warehouse.settings import (
+    DAGS_FOLDER,
+    QUIET_ENV_FILE,
+    QUIET_ENVIRONMENT,
+    Settings,
+    markdown,
+)
 
 PYTHON_SOURCES = [
     p
@@ -61,6 +68,46 @@ def test_the_environment_overrides_and_round_trips(tmp_path):
     child = settings.environment()
     assert child["AIRFLOW__CORE__DAGS_FOLDER"] == str(DAGS_FOLDER)
     assert QUIET_ENVIRONMENT.items() <= child.items()
+
+
+def test_each_setting_is_one_row_of_variable_default_and_meaning():
+    """Every field is read from its own variable, given back to children under the same name,
+    and documented: a setting added as one `setting(...)` is all three."""
+    rows = {f.name: f.metadata["setting"] for f in dataclasses.fields(Settings)}
+    variables = [row.env for row in rows.values()]
+    assert len(set(variables)) == len(variables)
+    assert all(f"| `{row.env}` |" in markdown() and "|" not in row.meaning for row in rows.values())
+
+    def example(name, row):
+        if row.choices:
+            return row.choices[-1]
+        return "7" if row.parse in (int, float) else f"/elsewhere/{name}"
+
+    given = {row.env: example(name, row) for name, row in rows.items()}
+    settings = Settings.from_env(given)
+    assert {n: getattr(settings, n) for n in rows} == {
+        n: row.parse(given[row.env]) for n, row in rows.items()
+    }
+    assert given.items() <= settings.environment().items()
+    unset = {row.env for row in rows.values() if row.default is None}
+    assert set(variables) - set(Settings.from_env({}).environment()) == unset
+
+
+def test_passwords_reach_children_but_are_never_shown():
+    secret = "-".join(["never", "shown"])
+    settings = Settings.from_env(
+        {"WAREHOUSE_AIRFLOW_PASSWORD": secret, "WAREHOUSE_AIRFLOW_VIEWER_PASSWORD": secret}
+    )
+    assert settings.environment()["WAREHOUSE_AIRFLOW_PASSWORD"] == secret
+    assert secret not in repr(settings) and secret not in str(settings)
+    assert secret not in markdown()
+
+
+def test_a_bad_value_names_its_variable():
+    with pytest.raises(ValueError, match=r"^WAREHOUSE_QUERY_THREADS='two' is not valid"):
+        Settings.from_env({"WAREHOUSE_QUERY_THREADS": "two"})
+    with pytest.raises(ValueError, match=r"^WAREHOUSE_SPARK_METHOD must be one of"):
+        Settings.from_env({"WAREHOUSE_SPARK_METHOD": "jdbc"})
 
 
 def test_quiet_environment_turns_off_every_tools_telemetry():

@@ -6,36 +6,10 @@ temporary folder) and pass it to the stage functions; nothing below this module 
 root, so a DAG task (whose working directory is wherever Airflow started) and a shell in the
 repo agree on the same files.
 
-| variable | default | meaning |
-| --- | --- | --- |
-| `WAREHOUSE_LANDING_DIR` | `seeds` | where raw files land |
-| `WAREHOUSE_DATA_DIR` | `data` | build and published databases, exports, reports, logs |
-| `AIRFLOW_HOME` | `.airflow` | the local Airflow's metadata database and logs |
-| `WAREHOUSE_DUCKDB_MEMORY_LIMIT` | `1.5GB` | every DuckDB connection's limit; it spills beyond |
-| `WAREHOUSE_RETRY_DELAY_SECONDS` | `60` | Airflow's wait before retrying a failed task |
-| `WAREHOUSE_AIRFLOW_PORT` | `8080` | the UI and REST API of `make up` (on 127.0.0.1) |
-| `WAREHOUSE_AIRFLOW_WORKER_LOG_PORT` | `8793` | `make up`'s task log server (127.0.0.1) |
-| `WAREHOUSE_AIRFLOW_TRIGGER_LOG_PORT` | `8794` | `make up`'s triggerer log server (127.0.0.1) |
-| `WAREHOUSE_AIRFLOW_PASSWORD` | generated | the `admin` login's password (make up, compose) |
-| `WAREHOUSE_AIRFLOW_VIEWER_PASSWORD` | generated | the read-only `viewer` login's password |
-| `WAREHOUSE_DBT_EXECUTABLE` | the venv's `dbt` | dbt, where an image installs it elsewhere |
-| `WAREHOUSE_LOCK_WAIT_SECONDS` | `600` | how long a run waits for another on the same data folder |
-| `WAREHOUSE_QUERY_TIMEOUT_SECONDS` | `300` | `warehouse query`'s default timeout (`--timeout`) |
-| `WAREHOUSE_QUERY_MEMORY_LIMIT` | `2GB` | `warehouse query`'s memory limit (SQL cannot raise it) |
-| `WAREHOUSE_QUERY_THREADS` | `2` | `warehouse query`'s threads (SQL cannot raise them) |
-| `WAREHOUSE_ENGINE` | `duckdb` | the engine dbt builds on: `duckdb` or `spark` |
-| `WAREHOUSE_SPARK_METHOD` | `session` | dbt-spark's method: `session` or `thrift` |
-| `WAREHOUSE_SPARK_HOST` | `127.0.0.1` | the Spark Thrift server (`thrift`) |
-| `WAREHOUSE_SPARK_PORT` | `10000` | its port (and the local one's) |
-| `WAREHOUSE_SPARK_USER` | `warehouse` | the user dbt connects as |
-| `WAREHOUSE_SPARK_AUTH` | `NONE` | `NONE`, `NOSASL` or `KERBEROS` |
-| `WAREHOUSE_SPARK_KERBEROS_SERVICE` | none | Kerberos's service name |
-| `WAREHOUSE_SPARK_CONNECT_RETRIES` | `3` | dbt's connection retries |
-| `WAREHOUSE_SPARK_THREADS` | `2` | dbt's threads on Spark |
-| `WAREHOUSE_SPARK_MASTER` | `local[2]` | the local Spark's master |
-| `WAREHOUSE_SPARK_DRIVER_MEMORY` | `3g` | the local Spark driver's memory |
-| `WAREHOUSE_SPARK_SHUFFLE_PARTITIONS` | `4` | the local Spark's shuffle partitions |
-| `WAREHOUSE_SPARK_WAREHOUSE_DIR` | `<data>/spark/warehouse` | Spark's tables, as seen here |
+Each field of `Settings` is one `setting(...)`: its environment variable, default, meaning and
+parser, written nowhere else. `from_env` and `environment` read and write the variables from
+those fields, and docs/configuration.md's table is generated from them
+(`python -m warehouse.settings --write-docs`; tests/test_docs.py fails when it differs).
 
 The quiet environment (telemetry and tracking off) is `quiet.env` at the repository root, the
 one file the Makefile, docker-compose.yml and this module read.
@@ -43,25 +17,28 @@ one file the Makefile, docker-compose.yml and this module read.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import sys
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any, dataclass_transform
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DAGS_FOLDER = REPO_ROOT / "dags"
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 EXPECTATIONS_DIR = REPO_ROOT / "expectations"
 QUIET_ENV_FILE = REPO_ROOT / "quiet.env"
+# The page whose table of settings `--write-docs` regenerates, between these two markers.
+CONFIGURATION_DOC = REPO_ROOT / "docs" / "configuration.md"
+TABLE_START, TABLE_END = "<!-- settings:start -->", "<!-- settings:end -->"
 
 # Airflow pool with one slot: every task that writes the build database runs in it, because
 # DuckDB allows one read-write process per file.
 WRITER_POOL = "duckdb_writer"
 DAG_ID = "ai_revenue_warehouse"
-ENGINES = ("duckdb", "spark")
-SPARK_METHODS = ("session", "thrift")
 REPORT_DAG_ID = "ai_revenue_report"
 
 
@@ -80,128 +57,241 @@ QUIET_ENVIRONMENT: dict[str, str] = _read_env_file(QUIET_ENV_FILE)
 VENV_DBT = Path(sys.executable).with_name("dbt")
 
 
-def _folder(env: Mapping[str, str], variable: str, default: str) -> Path:
-    path = Path(env.get(variable) or default)
+def _folder(text: str) -> Path:
+    """A folder setting: relative ones are against the repository, not the working directory."""
+    path = Path(text)
     return path if path.is_absolute() else REPO_ROOT / path
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Where the warehouse reads and writes, and how its engines are bounded."""
+def _word(text: str) -> str:
+    return text.strip().lower()
 
-    landing_dir: Path
-    data_dir: Path
-    airflow_home: Path
-    duckdb_memory_limit: str = "1.5GB"
-    retry_delay_seconds: int = 60
-    airflow_port: int = 8080
-    airflow_worker_log_port: int = 8793
-    airflow_trigger_log_port: int = 8794
-    airflow_password: str | None = None
-    airflow_viewer_password: str | None = None
-    dbt_executable: Path = VENV_DBT
-    # A second run on the same data folder waits this long for the first, then gives up
-    # naming it; 0 refuses at once. Longer than a run at the seeds' scale, so a `make run`
-    # during a scheduled run (or two started together) simply goes after it.
-    lock_wait_seconds: float = 600.0
-    query_timeout_seconds: float = 300.0
-    query_memory_limit: str = "2GB"
-    query_threads: int = 2
-    # The engine dbt builds on, and how dbt-spark reaches Spark (dbt_project/profiles.yml reads
-    # them from the environment `environment()` gives dbt).
-    engine: str = "duckdb"
-    spark_method: str = "session"
-    spark_host: str = "127.0.0.1"
-    spark_port: int = 10000
-    spark_user: str = "warehouse"
-    spark_auth: str = "NONE"
-    spark_kerberos_service: str | None = None
-    spark_connect_retries: int = 3
-    spark_threads: int = 2
-    spark_master: str = "local[2]"
-    spark_driver_memory: str = "3g"
-    spark_shuffle_partitions: int = 4
-    # Where Spark's tables are as this machine sees them: `<data>/spark/warehouse` (None) for
-    # the local Spark; a cluster's warehouse folder mounted here otherwise.
-    spark_warehouse: Path | None = None
+
+def _text(value: object) -> str:
+    """A value as its environment variable holds it (whole seconds without `.0`)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one field of `Settings` is configured: a row of docs/configuration.md."""
+
+    env: str  # the environment variable
+    default: str | None  # as the variable would say it; None: unset
+    meaning: str  # one line of Markdown, for the docs' table
+    parse: Callable[[str], Any]
+    shown: str | None  # the default as the docs show it, where it depends on the machine
+    choices: tuple[str, ...]
+
+
+def setting(
+    env: str,
+    default: str | None,
+    meaning: str,
+    parse: Callable[[str], Any] = str,
+    *,
+    shown: str | None = None,
+    choices: tuple[str, ...] = (),
+    secret: bool = False,
+) -> Any:
+    """A field of `Settings`, read from `env` (its value `parse(default)` when unset); a
+    `secret` (a password) is left out of the repr."""
+    row = Setting(env, default, meaning, parse, shown, choices)
+    value = None if default is None else parse(default)
+    return field(default=value, repr=not secret, metadata={"setting": row})
+
+
+@dataclass_transform(frozen_default=True, field_specifiers=(setting,))
+def _settings_class(cls: type) -> type:
+    """A frozen dataclass whose fields are `setting`s (declared so to type checkers and linters)."""
+    return dataclass(frozen=True)(cls)
+
+
+def _rows() -> Iterator[tuple[str, Setting]]:
+    for f in fields(Settings):
+        yield f.name, f.metadata["setting"]
+
+
+@_settings_class
+class Settings:
+    """Where the warehouse reads and writes, and how its engines are bounded: one `setting` a
+    field, the table docs/configuration.md is generated from."""
+
+    landing_dir: Path = setting(
+        "WAREHOUSE_LANDING_DIR",
+        "seeds",
+        "where raw files land (`customers.csv`, `earnings.csv`, `spend/*.csv`)",
+        _folder,
+    )
+    data_dir: Path = setting(
+        "WAREHOUSE_DATA_DIR",
+        "data",
+        "the build and published databases, exports, manifest, validation results, Data Docs, logs",
+        _folder,
+    )
+    airflow_home: Path = setting(
+        "AIRFLOW_HOME",
+        ".airflow",
+        "the local Airflow's home: `make run`'s SQLite metadata, `make up`'s services, logins"
+        " and logs",
+        _folder,
+    )
+    duckdb_memory_limit: str = setting(
+        "WAREHOUSE_DUCKDB_MEMORY_LIMIT",
+        "1.5GB",
+        "the memory limit of every DuckDB connection of a run (ingest, dbt, the audit, the"
+        " publish); beyond it DuckDB spills to `<data>/duckdb_tmp/`",
+    )
+    retry_delay_seconds: int = setting(
+        "WAREHOUSE_RETRY_DELAY_SECONDS",
+        "60",
+        "Airflow's wait before retrying a failed task (bad data is not retried)",
+        int,
+    )
+    airflow_port: int = setting(
+        "WAREHOUSE_AIRFLOW_PORT", "8080", "the UI and REST API of `make up` (on 127.0.0.1)", int
+    )
+    airflow_worker_log_port: int = setting(
+        "WAREHOUSE_AIRFLOW_WORKER_LOG_PORT", "8793", "`make up`'s task log server (127.0.0.1)", int
+    )
+    airflow_trigger_log_port: int = setting(
+        "WAREHOUSE_AIRFLOW_TRIGGER_LOG_PORT",
+        "8794",
+        "`make up`'s triggerer log server (127.0.0.1)",
+        int,
+    )
+    airflow_password: str | None = setting(
+        "WAREHOUSE_AIRFLOW_PASSWORD",
+        None,
+        "the Airflow `admin` login's password (compose sets it from `.env`'s"
+        " `AIRFLOW_ADMIN_PASSWORD`)",
+        shown="generated",
+        secret=True,
+    )
+    airflow_viewer_password: str | None = setting(
+        "WAREHOUSE_AIRFLOW_VIEWER_PASSWORD",
+        None,
+        "the read-only `viewer` login's password (compose: `AIRFLOW_VIEWER_PASSWORD`)",
+        shown="generated",
+        secret=True,
+    )
+    dbt_executable: Path = setting(
+        "WAREHOUSE_DBT_EXECUTABLE",
+        str(VENV_DBT),
+        "the dbt the DAG runs (a container image installs it elsewhere)",
+        Path,
+        shown="`dbt` beside Python",
+    )
+    # Longer than a run at the seeds' scale, so a `make run` during a scheduled run (or two
+    # started together) simply goes after it.
+    lock_wait_seconds: float = setting(
+        "WAREHOUSE_LOCK_WAIT_SECONDS",
+        "600",
+        "how long a run (or a writing task) waits for another holding the data folder; `0`"
+        " refuses at once",
+        float,
+    )
+    query_timeout_seconds: float = setting(
+        "WAREHOUSE_QUERY_TIMEOUT_SECONDS",
+        "300",
+        "`warehouse query`'s timeout when `--timeout` is not given; `0` for none",
+        float,
+    )
+    query_memory_limit: str = setting(
+        "WAREHOUSE_QUERY_MEMORY_LIMIT",
+        "2GB",
+        "`warehouse query`'s DuckDB memory limit (SQL cannot raise it)",
+    )
+    query_threads: int = setting(
+        "WAREHOUSE_QUERY_THREADS",
+        "2",
+        "`warehouse query`'s DuckDB threads (SQL cannot raise them)",
+        int,
+    )
+    # dbt_project/profiles.yml reads the engine and the Spark connection from the environment
+    # `environment()` gives dbt.
+    engine: str = setting(
+        "WAREHOUSE_ENGINE",
+        "duckdb",
+        "the engine dbt builds on",
+        _word,
+        choices=("duckdb", "spark"),
+    )
+    spark_method: str = setting(
+        "WAREHOUSE_SPARK_METHOD",
+        "session",
+        "dbt-spark's method (Spark in dbt's process, or through a Thrift server)",
+        _word,
+        choices=("session", "thrift"),
+    )
+    spark_host: str = setting(
+        "WAREHOUSE_SPARK_HOST", "127.0.0.1", "the Spark Thrift server (`thrift` method)"
+    )
+    spark_port: int = setting(
+        "WAREHOUSE_SPARK_PORT", "10000", "its port (and `make spark-thrift-up`'s)", int
+    )
+    spark_user: str = setting("WAREHOUSE_SPARK_USER", "warehouse", "the user dbt connects as")
+    spark_auth: str = setting(
+        "WAREHOUSE_SPARK_AUTH",
+        "NONE",
+        "the Thrift server's authentication (`NONE`, `NOSASL`, `KERBEROS`)",
+    )
+    spark_kerberos_service: str | None = setting(
+        "WAREHOUSE_SPARK_KERBEROS_SERVICE", None, "Kerberos's service name (`KERBEROS`)"
+    )
+    spark_connect_retries: int = setting(
+        "WAREHOUSE_SPARK_CONNECT_RETRIES", "3", "dbt's connection retries to the Thrift server", int
+    )
+    spark_threads: int = setting("WAREHOUSE_SPARK_THREADS", "2", "dbt's threads on Spark", int)
+    spark_master: str = setting(
+        "WAREHOUSE_SPARK_MASTER", "local[2]", "the local Spark's master (`session` method)"
+    )
+    spark_driver_memory: str = setting(
+        "WAREHOUSE_SPARK_DRIVER_MEMORY", "3g", "the local Spark driver's memory"
+    )
+    spark_shuffle_partitions: int = setting(
+        "WAREHOUSE_SPARK_SHUFFLE_PARTITIONS", "4", "the local Spark's shuffle partitions", int
+    )
+    # Read by dbt only (dbt_project/macros/raw_parquet.sql); None: `raw_parquet_dir`.
+    raw_parquet_location: str | None = setting(
+        "WAREHOUSE_RAW_PARQUET_LOCATION",
+        None,
+        "where Spark reads the raw Parquet: a path or URI (`s3a://`, `hdfs://`) the export is"
+        " synced to",
+        shown="`<data>/raw_parquet`",
+    )
+    # None: the local Spark's, `spark_dir / "warehouse"`.
+    spark_warehouse: Path | None = setting(
+        "WAREHOUSE_SPARK_WAREHOUSE_DIR",
+        None,
+        "where Spark's tables are, as this machine sees them (a cluster's warehouse folder,"
+        " mounted here)",
+        _folder,
+        shown="`<data>/spark/warehouse`",
+    )
 
     def __post_init__(self) -> None:
-        if self.engine not in ENGINES:
-            raise ValueError(f"WAREHOUSE_ENGINE must be one of {ENGINES}, not {self.engine!r}")
-        if self.spark_method not in SPARK_METHODS:
-            raise ValueError(
-                f"WAREHOUSE_SPARK_METHOD must be one of {SPARK_METHODS}, not {self.spark_method!r}"
-            )
+        for name, row in _rows():
+            if row.choices and getattr(self, name) not in row.choices:
+                raise ValueError(
+                    f"{row.env} must be one of {row.choices}, not {getattr(self, name)!r}"
+                )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """The settings a process is configured with (this process's environment by default)."""
+        """The settings a process is configured with (this process's environment by default).
+        An empty variable counts as unset."""
         env = os.environ if env is None else env
-        defaults = cls.__dataclass_fields__
-        return cls(
-            landing_dir=_folder(env, "WAREHOUSE_LANDING_DIR", "seeds"),
-            data_dir=_folder(env, "WAREHOUSE_DATA_DIR", "data"),
-            airflow_home=_folder(env, "AIRFLOW_HOME", ".airflow"),
-            duckdb_memory_limit=env.get("WAREHOUSE_DUCKDB_MEMORY_LIMIT")
-            or defaults["duckdb_memory_limit"].default,
-            retry_delay_seconds=int(
-                env.get("WAREHOUSE_RETRY_DELAY_SECONDS") or defaults["retry_delay_seconds"].default
-            ),
-            airflow_port=int(env.get("WAREHOUSE_AIRFLOW_PORT") or defaults["airflow_port"].default),
-            airflow_worker_log_port=int(
-                env.get("WAREHOUSE_AIRFLOW_WORKER_LOG_PORT")
-                or defaults["airflow_worker_log_port"].default
-            ),
-            airflow_trigger_log_port=int(
-                env.get("WAREHOUSE_AIRFLOW_TRIGGER_LOG_PORT")
-                or defaults["airflow_trigger_log_port"].default
-            ),
-            airflow_password=env.get("WAREHOUSE_AIRFLOW_PASSWORD") or None,
-            airflow_viewer_password=env.get("WAREHOUSE_AIRFLOW_VIEWER_PASSWORD") or None,
-            dbt_executable=Path(
-                env.get("WAREHOUSE_DBT_EXECUTABLE") or defaults["dbt_executable"].default
-            ),
-            lock_wait_seconds=float(
-                env.get("WAREHOUSE_LOCK_WAIT_SECONDS") or defaults["lock_wait_seconds"].default
-            ),
-            query_timeout_seconds=float(
-                env.get("WAREHOUSE_QUERY_TIMEOUT_SECONDS")
-                or defaults["query_timeout_seconds"].default
-            ),
-            query_memory_limit=env.get("WAREHOUSE_QUERY_MEMORY_LIMIT")
-            or defaults["query_memory_limit"].default,
-            query_threads=int(
-                env.get("WAREHOUSE_QUERY_THREADS") or defaults["query_threads"].default
-            ),
-            engine=(env.get("WAREHOUSE_ENGINE") or defaults["engine"].default).strip().lower(),
-            spark_method=(env.get("WAREHOUSE_SPARK_METHOD") or defaults["spark_method"].default)
-            .strip()
-            .lower(),
-            spark_host=env.get("WAREHOUSE_SPARK_HOST") or defaults["spark_host"].default,
-            spark_port=int(env.get("WAREHOUSE_SPARK_PORT") or defaults["spark_port"].default),
-            spark_user=env.get("WAREHOUSE_SPARK_USER") or defaults["spark_user"].default,
-            spark_auth=env.get("WAREHOUSE_SPARK_AUTH") or defaults["spark_auth"].default,
-            spark_kerberos_service=env.get("WAREHOUSE_SPARK_KERBEROS_SERVICE") or None,
-            spark_connect_retries=int(
-                env.get("WAREHOUSE_SPARK_CONNECT_RETRIES")
-                or defaults["spark_connect_retries"].default
-            ),
-            spark_threads=int(
-                env.get("WAREHOUSE_SPARK_THREADS") or defaults["spark_threads"].default
-            ),
-            spark_master=env.get("WAREHOUSE_SPARK_MASTER") or defaults["spark_master"].default,
-            spark_driver_memory=env.get("WAREHOUSE_SPARK_DRIVER_MEMORY")
-            or defaults["spark_driver_memory"].default,
-            spark_shuffle_partitions=int(
-                env.get("WAREHOUSE_SPARK_SHUFFLE_PARTITIONS")
-                or defaults["spark_shuffle_partitions"].default
-            ),
-            spark_warehouse=(
-                _folder(env, "WAREHOUSE_SPARK_WAREHOUSE_DIR", "")
-                if env.get("WAREHOUSE_SPARK_WAREHOUSE_DIR")
-                else None
-            ),
-        )
+        values = {}
+        for name, row in _rows():
+            text = env.get(row.env) or row.default
+            try:
+                values[name] = None if text is None else row.parse(text)
+            except ValueError as error:
+                raise ValueError(f"{row.env}={text!r} is not valid: {error}") from None
+        return cls(**values)
 
     def with_folders(self, landing_dir: Path | None = None, data_dir: Path | None = None):
         """The same settings over other folders (a test's, a benchmark's)."""
@@ -305,48 +395,17 @@ class Settings:
 
     def environment(self) -> dict[str, str]:
         """The variables a child process (Airflow, dbt, a service) needs to see these settings:
-        the quiet environment, Airflow's home and DAGs folder, and the warehouse's own."""
+        the quiet environment, Airflow's DAGs folder and executor, and every setting that is set."""
         env = {
             **QUIET_ENVIRONMENT,
-            "AIRFLOW_HOME": str(self.airflow_home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "WAREHOUSE_LANDING_DIR": str(self.landing_dir),
-            "WAREHOUSE_DATA_DIR": str(self.data_dir),
-            "WAREHOUSE_DUCKDB_MEMORY_LIMIT": self.duckdb_memory_limit,
             # Not a setting: where dbt's DuckDB spills, the spill folder of every connection.
             "WAREHOUSE_DUCKDB_SPILL_DIR": str(self.spill_dir),
-            "WAREHOUSE_RETRY_DELAY_SECONDS": str(self.retry_delay_seconds),
-            "WAREHOUSE_AIRFLOW_PORT": str(self.airflow_port),
-            "WAREHOUSE_AIRFLOW_WORKER_LOG_PORT": str(self.airflow_worker_log_port),
-            "WAREHOUSE_AIRFLOW_TRIGGER_LOG_PORT": str(self.airflow_trigger_log_port),
-            "WAREHOUSE_DBT_EXECUTABLE": str(self.dbt_executable),
-            "WAREHOUSE_LOCK_WAIT_SECONDS": f"{self.lock_wait_seconds:g}",
-            "WAREHOUSE_QUERY_TIMEOUT_SECONDS": f"{self.query_timeout_seconds:g}",
-            "WAREHOUSE_QUERY_MEMORY_LIMIT": self.query_memory_limit,
-            "WAREHOUSE_QUERY_THREADS": str(self.query_threads),
         }
-        if self.airflow_password:
-            env["WAREHOUSE_AIRFLOW_PASSWORD"] = self.airflow_password
-        if self.airflow_viewer_password:
-            env["WAREHOUSE_AIRFLOW_VIEWER_PASSWORD"] = self.airflow_viewer_password
-        env |= {
-            "WAREHOUSE_ENGINE": self.engine,
-            "WAREHOUSE_SPARK_METHOD": self.spark_method,
-            "WAREHOUSE_SPARK_HOST": self.spark_host,
-            "WAREHOUSE_SPARK_PORT": str(self.spark_port),
-            "WAREHOUSE_SPARK_USER": self.spark_user,
-            "WAREHOUSE_SPARK_AUTH": self.spark_auth,
-            "WAREHOUSE_SPARK_CONNECT_RETRIES": str(self.spark_connect_retries),
-            "WAREHOUSE_SPARK_THREADS": str(self.spark_threads),
-            "WAREHOUSE_SPARK_MASTER": self.spark_master,
-            "WAREHOUSE_SPARK_DRIVER_MEMORY": self.spark_driver_memory,
-            "WAREHOUSE_SPARK_SHUFFLE_PARTITIONS": str(self.spark_shuffle_partitions),
-        }
-        if self.spark_kerberos_service:
-            env["WAREHOUSE_SPARK_KERBEROS_SERVICE"] = self.spark_kerberos_service
-        if self.spark_warehouse:
-            env["WAREHOUSE_SPARK_WAREHOUSE_DIR"] = str(self.spark_warehouse)
+        for name, row in _rows():
+            if (value := getattr(self, name)) is not None:
+                env[row.env] = _text(value)
         return env
 
     def apply(self) -> None:
@@ -368,3 +427,41 @@ class Settings:
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
+
+
+def markdown() -> str:
+    """The table of every setting and its default, as docs/configuration.md shows it (never
+    this process's values, so never a password)."""
+    lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for _, row in _rows():
+        default = row.shown or ("unset" if row.default is None else f"`{row.default}`")
+        choices = f"; one of {', '.join(f'`{c}`' for c in row.choices)}" if row.choices else ""
+        lines.append(f"| `{row.env}` | {default} | {row.meaning}{choices} |")
+    return "\n".join(lines) + "\n"
+
+
+def documented(page: str) -> str:
+    """`page` with the table between its markers replaced by `markdown()`."""
+    before, rest = page.split(TABLE_START, 1)
+    after = rest.split(TABLE_END, 1)[1]
+    return f"{before}{TABLE_START}\n{markdown()}{TABLE_END}{after}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m warehouse.settings", description=__doc__)
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--markdown", action="store_true", help="print the table of settings")
+    what.add_argument(
+        "--write-docs", action="store_true", help=f"rewrite the table in {CONFIGURATION_DOC}"
+    )
+    args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown(), end="")
+    else:
+        CONFIGURATION_DOC.write_text(documented(CONFIGURATION_DOC.read_text()))
+        print(f"wrote the table of settings in {CONFIGURATION_DOC}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
