@@ -1,22 +1,17 @@
 """
 ### AI revenue report
 
-Scheduled on the published warehouse: each publish by `ai_revenue_warehouse` triggers one run,
-which renders `<data folder>/report/index.html` (one offline page, charts embedded, no CDN)
-and the same charts as PNG files beside it, from the published `warehouse.duckdb` opened read-only:
-
-- the largest customer's share and the HHI over time, by customer and by parent company;
-- the top customers' monthly spend;
-- the segment mix;
-- quarterly Azure growth against consensus, next to `azure_openai` revenue.
-
-It reads only the published file, so it needs no writer slot and never blocks the pipeline.
+Each publish by `ai_revenue_warehouse` triggers one run, which renders
+`<data folder>/report/index.html` (one offline page) and its charts as PNG files from the
+published `warehouse.duckdb`, opened read-only: no writer slot, never blocking the pipeline.
+See README.md.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import dag, task
 
+from warehouse import tasks
 from warehouse.runtime.dags import PUBLISHED_WAREHOUSE, dag_settings
 from warehouse.settings import REPORT_DAG_ID, Settings
 
@@ -24,13 +19,7 @@ from warehouse.settings import REPORT_DAG_ID, Settings
 @task
 def render(triggering_asset_events=None) -> str:
     """Render the report of the published warehouse; returns the page's path."""
-    from warehouse.serve.report import render_report
-
-    for event in (triggering_asset_events or {}).get(PUBLISHED_WAREHOUSE, []):
-        print(f"triggered by the publish of run {event.extra.get('run_id')}")
-    path = render_report(Settings.from_env())
-    print(f"report: {path}")
-    return str(path)
+    return tasks.render_report((triggering_asset_events or {}).get(PUBLISHED_WAREHOUSE, []))
 
 
 @dag(

@@ -4,9 +4,11 @@ same Airflow services natively): its services, pinned images, mounts and secrets
 from __future__ import annotations
 
 import re
+import runpy
 
 import pytest
 import yaml
+from sqlalchemy.engine import make_url
 
 from tests.conftest import REPO
 from warehouse.runtime import services
@@ -149,10 +151,36 @@ def test_superset_bootstrap_defaults_are_the_compose_mounts():
     assert superset["environment"]["SUPERSET_CONFIG_PATH"] == (
         f"{defaults['SUPERSET_BI_DIR']}/superset_config.py"
     )
-    # Superset's metadata is the compose's Postgres service (the native test sets its own).
-    config = (REPO / "bi/superset/superset_config.py").read_text()
-    assert "os.environ.get('SUPERSET_DB_HOST', 'postgres')" in config
-    assert not {"SUPERSET_DB_HOST", "SUPERSET_DB_PORT"} & set(superset["environment"])
+
+
+def compose_environment(service: str) -> dict[str, str]:
+    """A service's environment as compose hands it to the container, each required value
+    (`${NAME:?...}`, from .env) standing as `<NAME>`."""
+    return {
+        name: REQUIRED.sub(r"<\g<name>>", str(value))
+        for name, value in SERVICES[service]["environment"].items()
+    }
+
+
+def test_superset_keeps_its_metadata_in_the_compose_postgres(monkeypatch):
+    """Superset's config, run with the container's environment, connects to the compose's
+    Postgres service as the user its init script creates, with the same secret from .env (the
+    native test, tests/test_superset.py, gives its own cluster's address)."""
+    monkeypatch.delenv("SUPERSET_DB_HOST", raising=False)
+    monkeypatch.delenv("SUPERSET_DB_PORT", raising=False)
+    for name, value in compose_environment("superset").items():
+        monkeypatch.setenv(name, value)
+
+    config = runpy.run_path(str(REPO / "bi/superset/superset_config.py"))
+
+    url = make_url(config["SQLALCHEMY_DATABASE_URI"])
+    assert url.host in SERVICES["superset"]["depends_on"]
+    assert SERVICES[url.host]["image"].startswith("postgres:") and url.port == 5432
+    assert (url.username, url.database) == ("superset", "superset")
+    assert url.password == compose_environment(url.host)["SUPERSET_DB_PASSWORD"]
+    assert url.password == "<SUPERSET_DB_PASSWORD>" and config["SECRET_KEY"] == (
+        "<SUPERSET_SECRET_KEY>"
+    )
 
 
 def test_airflow_uses_the_fab_auth_manager_with_an_admin_and_a_viewer():

@@ -499,29 +499,6 @@ def test_the_timeout_stops_a_runaway_query(tiny_warehouse):
     assert result.stderr.startswith("error: query timed out after 1 s")
 
 
-@pytest.mark.parametrize(
-    ("sql", "refusal"),
-    [
-        ("create temp table mine as select 1 as x", "CREATE TEMP is refused"),
-        ("set memory_limit = '100GB'", "SET is refused"),
-        ("set threads = 1000", "SET is refused"),
-        ("reset memory_limit", "SET is refused"),
-        ("pragma threads = 1000", "PRAGMA is refused"),
-        ("checkpoint", "CHECKPOINT is refused"),
-        ("select * from checkpoint()", "checkpoint() is refused"),
-        ("attach ':memory:' as scratch", "ATTACH is refused"),
-        ("select 1; select 2", "2 statements given"),
-        ("select 1; set threads = 1000", "2 statements given"),
-    ],
-)
-def test_statements_that_are_not_one_query_are_refused_in_one_line(tiny_warehouse, sql, refusal):
-    from warehouse.serve.query import QueryError, run_query
-
-    with pytest.raises(QueryError) as refused:
-        run_query(sql, tiny_warehouse.published_db)
-    assert refusal in str(refused.value) and "\n" not in str(refused.value)
-
-
 def test_multiple_queries_run_with_the_flag_and_limits_cannot_be_raised(tiny_warehouse):
     from warehouse.serve.query import QueryError, QueryLimits, open_published, run_query
 

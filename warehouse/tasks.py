@@ -1,0 +1,124 @@
+"""What each task of the pipeline DAG runs, so that the DAG file only declares them: a stage
+under the data folder's writer lock (`warehouse.runtime.lock`), bad data (a refused file, a
+failed audit, a failing model) as a failure Airflow does not retry, and no build to report on
+as a skip.
+
+Each stage is imported inside its function: a task process loads only its own stage.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from warehouse.runtime.lock import hold_data_lock
+from warehouse.settings import Settings
+
+
+def load(source: str, run_id: str | None) -> dict:
+    """Load one landing source; a refused file fails the task without retries (bad data)."""
+    from warehouse.ingest import SourceRefusedError, ingest_source
+
+    settings = Settings.from_env()
+    try:
+        with hold_data_lock(settings, f"ingest {source}", run_id):
+            return ingest_source(source, run_id, settings).to_dict()
+    except SourceRefusedError as refused:
+        raise AirflowFailException(str(refused)) from refused
+
+
+def export_raw() -> dict:
+    """Spark only: the raw tables and the ledger as Parquet, one partition per landing file."""
+    from warehouse.engines.spark.export import export_raw as export
+
+    return export(Settings.from_env()).as_dict()
+
+
+def load_spark_marts() -> dict:
+    """Spark only: the marts and intermediate tables Spark built, into the build database."""
+    from warehouse.engines.spark.load import load_spark_tables
+
+    return load_spark_tables(Settings.from_env()).as_dict()
+
+
+def transform_results(build: str | None) -> list[dict]:
+    """Each model's outcome in dbt build `build`, from dbt's artifacts; a skip, saying why,
+    when the target folder holds none of this build's (dbt died early, or never started)."""
+    from warehouse.transform.results import NoResults, node_results
+
+    try:
+        nodes = node_results(Settings.from_env(), build)
+    except NoResults as missing:
+        raise AirflowSkipException(f"no per-model results: {missing}") from missing
+    print(f"dbt build {build}: {len(nodes)} models, seeds, snapshots and tested sources")
+    return nodes
+
+
+def model(node: dict) -> None:
+    """One model of the build: fails if it or one of its tests failed, is skipped if dbt
+    skipped it (downstream of a failure)."""
+    from warehouse.transform.results import describe, verdict
+
+    print(describe(node))
+    outcome, message = verdict(node)
+    if outcome == "failed":
+        raise AirflowFailException(message)
+    if outcome == "skipped":
+        raise AirflowSkipException(message)
+
+
+def validate(run_id: str | None) -> dict:
+    """Run the GX suites and the claims; a failure is bad data, so it is not retried."""
+    from warehouse.audit.expectations import validate as run_suites
+    from warehouse.publish import read_manifest
+
+    settings = Settings.from_env()
+    with hold_data_lock(settings, "validate", run_id):
+        report = run_suites(settings, run_id=run_id, previous_manifest=read_manifest(settings))
+    summary = report.summary()
+    print(
+        f"{summary['evaluated_expectations']} expectations, "
+        f"{summary['failed_expectations']} failed, {summary['seconds']} s; "
+        f"Data Docs: {report.data_docs}"
+    )
+    if not report.success:
+        raise AirflowFailException(
+            f"validation failed: {len(report.failures)} of {len(report.checks)} expectations; "
+            f"nothing was published.\n{report.failure_table()}\nData Docs: {report.data_docs}"
+        )
+    return summary
+
+
+def publish(validation: dict, run_id: str | None) -> dict:
+    """Publish the audited marts (readers of the old file keep their view); returns what the
+    published Asset's event carries: the run, the time, the row counts and the file."""
+    from warehouse.publish import publish as publish_build
+
+    settings = Settings.from_env()
+    with hold_data_lock(settings, "publish", run_id):
+        manifest = publish_build(settings, run_id, validation)
+    published = {key: manifest[key] for key in ("run_id", "published_at", "row_counts")}
+    published["warehouse"] = str(settings.published_db)
+    return published
+
+
+def summarize(run_id: str | None) -> dict:
+    """Log what the build database holds, what this run loaded, and the headline."""
+    from warehouse.serve.summary import build_summary, format_summary
+
+    settings = Settings.from_env()
+    with hold_data_lock(settings, "summarize", run_id):
+        summary = build_summary(settings, run_id=run_id)
+    print(format_summary(summary))
+    return summary
+
+
+def render_report(events: list) -> str:
+    """The report DAG's task: render the report of the published warehouse, after the publish
+    events that triggered it; returns the page's path."""
+    from warehouse.serve.report import render_report as render
+
+    for event in events:
+        print(f"triggered by the publish of run {event.extra.get('run_id')}")
+    path = render(Settings.from_env())
+    print(f"report: {path}")
+    return str(path)
