@@ -12,20 +12,19 @@ from __future__ import annotations
 from airflow.sdk import dag, task
 
 from warehouse import tasks
-from warehouse.runtime.dags import PUBLISHED_WAREHOUSE, dag_settings
 from warehouse.settings import REPORT_DAG_ID, Settings
 
 
 @task
 def render(triggering_asset_events=None) -> str:
     """Render the report of the published warehouse; returns the page's path."""
-    return tasks.render_report((triggering_asset_events or {}).get(PUBLISHED_WAREHOUSE, []))
+    return tasks.render_report((triggering_asset_events or {}).get(tasks.PUBLISHED_WAREHOUSE, []))
 
 
 @dag(
     dag_id=REPORT_DAG_ID,
-    schedule=[PUBLISHED_WAREHOUSE],
-    **dag_settings(Settings.from_env()),
+    schedule=[tasks.PUBLISHED_WAREHOUSE],
+    **tasks.dag_settings(Settings.from_env()),
     doc_md=__doc__,
     tags=["warehouse", "report"],
 )

@@ -13,7 +13,6 @@ from cosmos import ProfileConfig
 from cosmos.constants import InvocationMode
 
 from warehouse import tasks
-from warehouse.runtime.dags import PUBLISHED_WAREHOUSE, dag_settings
 from warehouse.settings import DAG_ID, WRITER_POOL, Settings
 from warehouse.transform import dbt
 from warehouse.transform.operator import OwnedDbtBuildOperator
@@ -62,11 +61,11 @@ def validate_marts(run_id: str | None = None) -> dict:
     return tasks.validate(run_id)
 
 
-@task(pool=WRITER_POOL, outlets=[PUBLISHED_WAREHOUSE])
+@task(pool=WRITER_POOL, outlets=[tasks.PUBLISHED_WAREHOUSE])
 def publish(validation: dict, run_id: str | None = None, outlet_events=None) -> dict:
     """The audited marts, published atomically; the Asset's event says what was published."""
     published = tasks.publish(validation, run_id)
-    outlet_events[PUBLISHED_WAREHOUSE].extra = published
+    outlet_events[tasks.PUBLISHED_WAREHOUSE].extra = published
     return published
 
 
@@ -79,7 +78,7 @@ def summarize(run_id: str | None = None) -> dict:
 @dag(
     dag_id=DAG_ID,
     schedule="@daily",
-    **dag_settings(SETTINGS),
+    **tasks.dag_settings(SETTINGS),
     doc_md=__doc__,
     tags=["warehouse", SETTINGS.engine, "dbt"],
 )

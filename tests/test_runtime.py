@@ -631,8 +631,7 @@ def start_run(settings: Settings, **extra: str) -> subprocess.Popen:
 
 
 def dbt_processes(data_dir: Path) -> list[psutil.Process]:
-    """dbt started by its launcher (`dbt` in its command line) or by the run's fork server
-    (named `dbt`, with the server's command line)."""
+    """dbt started by its launcher (`dbt` in its command line)."""
     return [
         p
         for p in processes_using(data_dir)

@@ -1,4 +1,5 @@
-"""What each task of the pipeline DAG runs, so that the DAG file only declares them: a stage
+"""What the DAG files share and what each task runs, so that they only declare: the published
+Asset (a name that links the DAGs whatever the data folder), the `@dag(...)` settings, and a stage
 under the data folder's writer lock (`warehouse.runtime.lock`), bad data (a refused file, a
 failed audit, a failing model) as a failure Airflow does not retry, and no build to report on
 as a skip.
@@ -8,10 +9,27 @@ Each stage is imported inside its function: a task process loads only its own st
 
 from __future__ import annotations
 
+import pendulum
+from airflow.sdk import Asset
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from warehouse.runtime.lock import hold_data_lock
 from warehouse.settings import Settings
+
+PUBLISHED_WAREHOUSE = Asset(name="ai_revenue_warehouse_published")
+
+
+def dag_settings(settings: Settings) -> dict:
+    """Start date, one run at a time, no catch-up, and retries for the DAGs' `@dag(...)`."""
+    return {
+        "start_date": pendulum.datetime(2024, 1, 1, tz="UTC"),
+        "catchup": False,
+        "max_active_runs": 1,
+        "default_args": {
+            "retries": 2,
+            "retry_delay": pendulum.duration(seconds=settings.retry_delay_seconds),
+        },
+    }
 
 
 def load(source: str, run_id: str | None) -> dict:

@@ -7,9 +7,7 @@ thrift-start`` / ``thrift-stop``) start and stop it on 127.0.0.1 at ``WAREHOUSE_
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -122,27 +120,14 @@ def thrift_start(settings: Settings, timeout: float = 240) -> tuple[int, float]:
 
 
 def thrift_stop(settings: Settings, timeout: float = 60) -> bool:
-    """Stop the Thrift server `thrift_start` started for this data folder (its process group,
-    SIGTERM then SIGKILL). Returns False when none was running."""
+    """Stop the Thrift server `thrift_start` started for this data folder, with every process
+    below it (SIGTERM, then SIGKILL after `timeout`). Returns False when none was running."""
+    from warehouse.runtime.processes import terminate, tree
+
     pid_file = _pid_file(settings)
     if not pid_file.exists():
         return False
-    pid = int(pid_file.read_text())
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pid_file.unlink(missing_ok=True)
-        return False
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            break
-        with contextlib.suppress(ChildProcessError):  # reap it when it is our child
-            os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.3)
-    else:
-        os.killpg(pid, signal.SIGKILL)
+    processes = tree(int(pid_file.read_text()))
+    terminate(processes, timeout)
     pid_file.unlink(missing_ok=True)
-    return True
+    return bool(processes)
