@@ -3,9 +3,11 @@ cannot be opened or written (disk full, permission denied, corrupt, in use)."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import getpass
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -84,3 +86,20 @@ def connect(
         if described is None:
             raise
         raise described from error
+
+
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """The block in one transaction: committed when it ends, rolled back when it raises.
+
+    A commit that failed (disk full) has already ended the transaction: the error to report is
+    the commit's, not "cannot rollback - no transaction is active", so a failing rollback is
+    silent."""
+    con.execute("begin transaction")
+    try:
+        yield
+        con.execute("commit")
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):
+            con.execute("rollback")
+        raise

@@ -25,12 +25,13 @@ from pathlib import Path
 
 import duckdb
 
+from warehouse.db import transaction
 from warehouse.ingest.landing import file_month
 from warehouse.ingest.ledger import LEDGER_INSERT, FileResult, Known, stat_key
 from warehouse.ingest.load import Candidate, changed_since
 from warehouse.ingest.rules import clean_sql, clean_values_sql, rules_hold_sql
 from warehouse.ingest.sources import SOURCES, Source
-from warehouse.ingest.tables import FILE_TOTALS, transaction
+from warehouse.ingest.tables import FILE_TOTALS
 
 log = logging.getLogger(__name__)
 

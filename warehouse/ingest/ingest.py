@@ -26,7 +26,7 @@ from typing import NoReturn, TypeVar
 
 import duckdb
 
-from warehouse.db import connect, storage_error
+from warehouse.db import connect, storage_error, transaction
 from warehouse.ingest.batch import can_batch, load_batch, split_batch
 from warehouse.ingest.landing import Inventory, display_path, take_inventory
 from warehouse.ingest.ledger import (
@@ -40,7 +40,7 @@ from warehouse.ingest.ledger import (
 from warehouse.ingest.load import UNREADABLE, Candidate, examine_file, load_file
 from warehouse.ingest.quarantine import reevaluate
 from warehouse.ingest.sources import SOURCES
-from warehouse.ingest.tables import ensure_schema, transaction
+from warehouse.ingest.tables import ensure_schema
 from warehouse.settings import Settings
 
 log = logging.getLogger(__name__)

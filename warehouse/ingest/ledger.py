@@ -12,8 +12,9 @@ from dataclasses import asdict, dataclass, field
 
 import duckdb
 
+from warehouse.db import transaction
 from warehouse.ingest.sources import SOURCES, Source
-from warehouse.ingest.tables import file_tables, quarantine_table, transaction
+from warehouse.ingest.tables import file_tables, quarantine_table
 
 log = logging.getLogger(__name__)
 

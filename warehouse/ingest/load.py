@@ -23,6 +23,7 @@ from pathlib import Path
 
 import duckdb
 
+from warehouse.db import transaction
 from warehouse.ingest.landing import FileFacts, display_path, file_month, open_bytes, scan_file
 from warehouse.ingest.ledger import (
     FileRefusedError,
@@ -35,7 +36,7 @@ from warehouse.ingest.ledger import (
 )
 from warehouse.ingest.rules import checked_sql
 from warehouse.ingest.sources import Source
-from warehouse.ingest.tables import FILE_TOTALS, file_tables, quarantine_table, transaction
+from warehouse.ingest.tables import FILE_TOTALS, file_tables, quarantine_table
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,10 @@ import logging
 
 import duckdb
 
+from warehouse.db import transaction
 from warehouse.ingest.ledger import FileResult, write_counted_entry
 from warehouse.ingest.sources import Source
-from warehouse.ingest.tables import quarantine_table, transaction
+from warehouse.ingest.tables import quarantine_table
 
 log = logging.getLogger(__name__)
 

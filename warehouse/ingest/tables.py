@@ -8,9 +8,6 @@ now, with its latest ledger entry.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import duckdb
 
 from warehouse.ingest.sources import SOURCES, Source
@@ -124,20 +121,3 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
             f"insert into ingest.file_totals select 'usage', _source_file, {FILE_TOTALS} "
             "from raw.usage group by all"
         )
-
-
-@contextlib.contextmanager
-def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """The block in one transaction: committed when it ends, rolled back when it raises.
-
-    A commit that failed (disk full) has already ended the transaction: the error to report is
-    the commit's, not "cannot rollback - no transaction is active", so a failing rollback is
-    silent."""
-    con.execute("begin transaction")
-    try:
-        yield
-        con.execute("commit")
-    except BaseException:
-        with contextlib.suppress(duckdb.Error):
-            con.execute("rollback")
-        raise

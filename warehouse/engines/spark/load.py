@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from warehouse.db import connect
+from warehouse.db import connect, transaction
 from warehouse.settings import Settings
 
 MARTS_SCHEMA = "marts"
@@ -93,8 +93,7 @@ def load_spark_tables(settings: Settings) -> ImportResult:
         )
     manifest = settings.dbt_manifest
     descriptions = dbt_descriptions(manifest) if manifest.exists() else {}
-    with connect(settings.build_db, settings) as con:
-        con.execute("begin")
+    with connect(settings.build_db, settings) as con, transaction(con):
         for schema, relations in tables.items():
             con.execute(f'create schema if not exists "{schema}"')
             existing = dict(
@@ -127,6 +126,5 @@ def load_spark_tables(settings: Settings) -> ImportResult:
                             f"{_sql_string(text)}"
                         )
                         result.described_columns += 1
-        con.execute("commit")
     result.seconds = time.perf_counter() - started
     return result
