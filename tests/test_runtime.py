@@ -29,8 +29,8 @@ from tests.conftest import (
     settings_for,
 )
 from tests.new_work import restate_and_add_a_month
+from warehouse.lock import LockHeldError, hold_data_lock, read_holder
 from warehouse.runtime.children import launcher_command
-from warehouse.runtime.lock import LockHeldError, hold_data_lock, read_holder
 from warehouse.settings import Settings
 
 WAREHOUSE = [sys.executable, "-m", "warehouse.cli"]
@@ -82,7 +82,7 @@ def processes_using(data_dir: Path) -> list[psutil.Process]:
 HOLDER = """
 import sys, time
 from pathlib import Path
-from warehouse.runtime.lock import hold_data_lock
+from warehouse.lock import hold_data_lock
 from warehouse.settings import Settings
 with hold_data_lock(Settings.from_env(), "test holder", "holder-run"):
     print("held", flush=True)

@@ -25,7 +25,7 @@ from pathlib import Path
 import duckdb
 
 from warehouse.db import StorageError
-from warehouse.runtime.lock import LockHeldError, hold_data_lock
+from warehouse.lock import LockHeldError, hold_data_lock
 from warehouse.settings import REPORT_DAG_ID, WRITER_POOL, Settings
 
 

@@ -1,6 +1,6 @@
 """What the DAG files share and what each task runs, so that they only declare: the published
 Asset (a name that links the DAGs whatever the data folder), the `@dag(...)` settings, and a stage
-under the data folder's writer lock (`warehouse.runtime.lock`), bad data (a refused file, a
+under the data folder's writer lock (`warehouse.lock`), bad data (a refused file, a
 failed audit, a failing model) as a failure Airflow does not retry, and no build to report on
 as a skip.
 
@@ -13,7 +13,7 @@ import pendulum
 from airflow.sdk import Asset
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from warehouse.runtime.lock import hold_data_lock
+from warehouse.lock import hold_data_lock
 from warehouse.settings import Settings
 
 PUBLISHED_WAREHOUSE = Asset(name="ai_revenue_warehouse_published")

@@ -1,2 +1,2 @@
-"""Running Airflow for this project where Airflow does not (the lock, dbt's launcher, `make run`,
-`make up`); the stages (ingest, transform, audit, publish) never import Airflow."""
+"""Running Airflow for this project where Airflow does not (dbt's launcher, `make run`, `make up`);
+the stages (ingest, transform, audit, publish) never import Airflow."""

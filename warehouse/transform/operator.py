@@ -14,8 +14,8 @@ from typing import Any
 
 from cosmos.operators.local import DbtBuildLocalOperator
 
+from warehouse.lock import hold_data_lock
 from warehouse.runtime.children import launcher_command
-from warehouse.runtime.lock import hold_data_lock
 from warehouse.runtime.processes import terminate, tree
 from warehouse.settings import Settings
 from warehouse.transform.results import BUILD_ENV, BUILD_XCOM
