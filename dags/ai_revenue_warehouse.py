@@ -3,12 +3,14 @@
 
 Loads whatever is in the landing folder, rebuilds what changed with one `dbt build`, audits the
 marts, and publishes only an audited build, emitting the Asset `ai_revenue_report` is scheduled
-on. Each task, the writer pool and the data folder's lock: README.md, "The pipeline".
+on. When nothing changed since the last publish (landing files, dbt project, expectations), the
+build, audit and publish are skipped and the report is not triggered. Each task, the writer
+pool and the data folder's lock: README.md, "The pipeline".
 """
 
 from __future__ import annotations
 
-from airflow.sdk import TriggerRule, dag, task, task_group
+from airflow.sdk import Param, TriggerRule, dag, task, task_group
 from cosmos import ProfileConfig
 from cosmos.constants import InvocationMode
 
@@ -55,6 +57,14 @@ def model(node: dict) -> None:
     tasks.model(node)
 
 
+# Nothing changed since the last publish: skip the build (its direct downstream), and through
+# the trigger rules validate and publish, so no Asset event triggers the report; summarize runs.
+@task.short_circuit(ignore_downstream_trigger_rules=False, pool=WRITER_POOL)
+def changes(params=None, run_id: str | None = None) -> dict | None:
+    """Whether anything changed since the last publish; the inputs the build is built from."""
+    return tasks.changes(run_id, full_refresh=params["full_refresh"])
+
+
 @task(task_id="validate", pool=WRITER_POOL)
 def validate_marts(run_id: str | None = None) -> dict:
     """The GX suites and the claims; a failure publishes nothing."""
@@ -62,14 +72,15 @@ def validate_marts(run_id: str | None = None) -> dict:
 
 
 @task(pool=WRITER_POOL, outlets=[tasks.PUBLISHED_WAREHOUSE])
-def publish(validation: dict, run_id: str | None = None, outlet_events=None) -> dict:
+def publish(validation: dict, inputs: dict, run_id: str | None = None, outlet_events=None) -> dict:
     """The audited marts, published atomically; the Asset's event says what was published."""
-    published = tasks.publish(validation, run_id)
+    published = tasks.publish(validation, run_id, inputs)
     outlet_events[tasks.PUBLISHED_WAREHOUSE].extra = published
     return published
 
 
-@task(pool=WRITER_POOL)
+# Also after a publish skipped because nothing changed; not after a failure.
+@task(pool=WRITER_POOL, trigger_rule=TriggerRule.NONE_FAILED)
 def summarize(run_id: str | None = None) -> dict:
     """What this run loaded, the validation, the publish and the headline, in the log."""
     return tasks.summarize(run_id)
@@ -81,6 +92,9 @@ def summarize(run_id: str | None = None) -> dict:
     **tasks.dag_settings(SETTINGS),
     doc_md=__doc__,
     tags=["warehouse", SETTINGS.engine, "dbt"],
+    # `warehouse run --full-refresh`, or a trigger with {"full_refresh": true}: rebuild every
+    # model from raw (dbt's --full-refresh), even when nothing changed.
+    params={"full_refresh": Param(False, type="boolean", description="Rebuild every model.")},
 )
 def ai_revenue_warehouse():
     @task_group(group_id="ingest")
@@ -109,6 +123,7 @@ def ai_revenue_warehouse():
         install_deps=False,
         emit_datasets=False,
         env=dbt.dbt_env(SETTINGS),
+        full_refresh="{{ params.full_refresh }}",
         append_env=True,
         pool=WRITER_POOL,
         # A failing model or test is bad data or a bad model, not a transient fault: no retry.
@@ -122,12 +137,13 @@ def ai_revenue_warehouse():
     model.expand(node=results)
 
     validation = validate_marts()
+    inputs = changes()
     if SETTINGS.engine == "spark":
         # Parse-time choice: on DuckDB (the default) the DAG has neither task.
-        ingest() >> export_raw() >> transform >> load_spark_marts() >> validation
+        ingest() >> inputs >> export_raw() >> transform >> load_spark_marts() >> validation
     else:
-        ingest() >> transform >> validation
-    publish(validation) >> summarize()
+        ingest() >> inputs >> transform >> validation
+    publish(validation, inputs) >> summarize()
 
 
 ai_revenue_warehouse()

@@ -86,11 +86,12 @@ def published_files(data_dir: Path) -> dict[str, str]:
     }
 
 
-def run_pipeline(settings: Settings, log_name: str):
-    """One whole DAG run (dag.test()) with these settings; returns the PipelineRun."""
+def run_pipeline(settings: Settings, log_name: str, conf: dict | None = None):
+    """One whole DAG run (dag.test()) with these settings and run `conf` (the DAG's params);
+    returns the PipelineRun."""
     from warehouse.runtime.run import run_once
 
-    return run_once(settings, settings.logs_dir / f"{log_name}.log")
+    return run_once(settings, settings.logs_dir / f"{log_name}.log", conf=conf)
 
 
 @pytest.fixture(scope="session")

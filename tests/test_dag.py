@@ -84,10 +84,19 @@ def test_dag_declares_schedule_retries_and_one_writer():
     task_ids = {t.task_id for t in dag.tasks}
     assert {"ingest.customers", "ingest.earnings", "ingest.usage"} <= task_ids
     assert {"validate", "publish", "summarize"} <= task_ids
-    assert dag.get_task("publish").upstream_task_ids == {"validate"}
-    # One dbt build, between ingestion and the audit (the whole runs below show what it builds).
+    # Publish records what the build was built from (the changes task's answer).
+    assert dag.get_task("publish").upstream_task_ids == {"validate", "changes"}
+    # One dbt build, between ingestion and the audit (the whole runs below show what it builds),
+    # unless nothing changed since the last publish: the short-circuit skips it, and through
+    # the trigger rules the audit and publish, but not the summary.
+    changes = dag.get_task("changes")
+    assert changes.upstream_task_ids == {"ingest.earnings", "ingest.usage"}
+    assert changes.ignore_downstream_trigger_rules is False
     transform = dag.get_task("transform")
-    assert transform.upstream_task_ids == {"ingest.earnings", "ingest.usage"}
+    assert transform.upstream_task_ids == {"changes"}
+    assert dag.get_task("summarize").trigger_rule == "none_failed"
+    assert dag.params["full_refresh"] is False
+    assert transform.full_refresh == "{{ params.full_refresh }}"
     assert dag.get_task("validate").upstream_task_ids == {"transform"}
     (asset,) = dag.get_task("publish").outlets
     assert asset.name == "ai_revenue_warehouse_published"
@@ -242,7 +251,8 @@ def test_a_failing_dbt_test_fails_its_models_task_and_skips_the_models_after_it(
             f"update raw.customers set parent_company = null where customer_id = {customer}"
         )
 
-    run = run_pipeline(published, "failing-model")
+    # Raw changed behind the ledger's back: only a full refresh rebuilds from it.
+    run = run_pipeline(published, "failing-model", conf={"full_refresh": True})
 
     assert not run.succeeded
     assert "transform (failed)" in run.failed_tasks
@@ -277,7 +287,7 @@ def test_a_failing_dbt_test_fails_its_models_task_and_skips_the_models_after_it(
         con.execute(
             f"update raw.customers set parent_company = ? where customer_id = {customer}", [parent]
         )
-    fixed = run_pipeline(published, "fixed-model")
+    fixed = run_pipeline(published, "fixed-model", conf={"full_refresh": True})
 
     assert fixed.succeeded
     assert {t: s for t, s in fixed.task_states.items() if t.startswith("model[")} == {
@@ -307,7 +317,10 @@ def test_engine_is_configuration_the_same_dag_on_spark():
 
     spark, duck = parsed("spark"), parsed("duckdb")
     assert spark["target"] == "spark" and duck["target"] == "build"
-    assert spark["tasks"]["export_raw"] == ["ingest.earnings", "ingest.usage"]
+    assert (
+        spark["tasks"]["changes"] == duck["tasks"]["changes"] == ["ingest.earnings", "ingest.usage"]
+    )
+    assert spark["tasks"]["export_raw"] == ["changes"]
     assert spark["tasks"]["transform"] == ["export_raw"]
     assert spark["tasks"]["load_spark_marts"] == ["transform"]
     assert spark["tasks"]["validate"] == ["load_spark_marts"]
@@ -317,4 +330,4 @@ def test_engine_is_configuration_the_same_dag_on_spark():
     # The per-model tasks only read dbt's results: the default pool.
     assert spark["pools"] == duck["pools"] == ["default_pool", WRITER_POOL]
     assert set(spark["tasks"]) - set(duck["tasks"]) == {"export_raw", "load_spark_marts"}
-    assert duck["tasks"]["transform"] == ["ingest.earnings", "ingest.usage"]
+    assert duck["tasks"]["transform"] == ["changes"]

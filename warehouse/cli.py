@@ -129,7 +129,7 @@ def _run_pipeline(args: argparse.Namespace, settings: Settings) -> int:
     from warehouse.serve.summary import build_summary, format_summary
 
     print("running the pipeline DAG once (airflow dag.test) ...", flush=True)
-    run = run_once(settings)
+    run = run_once(settings, conf={"full_refresh": args.full_refresh})
     print(f"run {run.run_id}: {run.state}; Airflow log: {run.log_file}")
     if settings.build_db.exists():
         with contextlib.suppress(StorageError, duckdb.Error):
@@ -146,6 +146,13 @@ def _run_pipeline(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 1
+    if run.task_states.get("publish") == "skipped":
+        from warehouse.publish import read_manifest
+        from warehouse.publish.changes import nothing_changed
+
+        # No publish, no Asset event: the scheduler would not run the report either.
+        print(f"{nothing_changed(read_manifest(settings))}: nothing rebuilt or published")
+        return 0
     if args.no_report:
         return 0
     # What the scheduler does on the published Asset's event.
@@ -330,6 +337,11 @@ def main(argv: list[str] | None = None) -> int:
 
     run = commands.add_parser("run", help="run the pipeline DAG once, end to end")
     run.add_argument("--no-report", action="store_true", help="skip the report DAG after it")
+    run.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="rebuild every model from raw (dbt --full-refresh), even when nothing changed",
+    )
     run.set_defaults(handler=_run)
 
     docs = commands.add_parser("docs", help="write the dbt docs site to <data>/docs/index.html")

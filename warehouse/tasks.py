@@ -106,14 +106,26 @@ def validate(run_id: str | None) -> dict:
     return summary
 
 
-def publish(validation: dict, run_id: str | None) -> dict:
+def changes(run_id: str | None, full_refresh: bool = False) -> dict | None:
+    """Whether anything changed since the last publish (`warehouse.publish.changes`): what the
+    build will be built from when it did, None (the short-circuit's skip) when nothing did."""
+    from warehouse.publish.changes import decide
+
+    settings = Settings.from_env()
+    with hold_data_lock(settings, "changes", run_id):
+        decision = decide(settings, full_refresh=full_refresh)
+    print(decision.reason)
+    return decision.inputs if decision.rebuild else None
+
+
+def publish(validation: dict, run_id: str | None, inputs: dict | None = None) -> dict:
     """Publish the audited marts (readers of the old file keep their view); returns what the
     published Asset's event carries: the run, the time, the row counts and the file."""
     from warehouse.publish import publish as publish_build
 
     settings = Settings.from_env()
     with hold_data_lock(settings, "publish", run_id):
-        manifest = publish_build(settings, run_id, validation)
+        manifest = publish_build(settings, run_id, validation, inputs)
     published = {key: manifest[key] for key in ("run_id", "published_at", "row_counts")}
     published["warehouse"] = str(settings.published_db)
     return published

@@ -143,8 +143,10 @@ def _swap_in(moves: dict[Path, Path]) -> None:
         os.replace(temporary, final)
 
 
-def publish(settings: Settings, run_id: str, validation: dict) -> dict:
-    """Publish the build's marts with the validation that passed them; returns the manifest."""
+def publish(settings: Settings, run_id: str, validation: dict, inputs: dict | None = None) -> dict:
+    """Publish the build's marts with the validation that passed them; returns the manifest.
+    `inputs` is what the build was built from (`warehouse.publish.changes`), recorded so the
+    next run can tell whether anything changed since."""
     data_dir = settings.data_dir
     suffix = f".tmp-{os.getpid()}"
     staged_db = data_dir / f".warehouse.duckdb{suffix}"
@@ -172,6 +174,8 @@ def publish(settings: Settings, run_id: str, validation: dict) -> dict:
             "row_counts": counts,
             "validation": validation,
         }
+        if inputs is not None:
+            manifest["inputs"] = inputs
         staged_manifest.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
         moves[staged_manifest] = settings.manifest
         _swap_in(moves)

@@ -74,15 +74,21 @@ def load_dag(dag_id: str = DAG_ID):
     return bag.dags[dag_id]
 
 
-def run_once(settings: Settings, log_file: Path | None = None, dag_id: str = DAG_ID) -> PipelineRun:
+def run_once(
+    settings: Settings,
+    log_file: Path | None = None,
+    dag_id: str = DAG_ID,
+    conf: dict | None = None,
+) -> PipelineRun:
     """Run the DAG once with `dag.test()` in this process, whose environment must already be
-    the settings' (the DAG's tasks build their settings from it); says how the run ended."""
+    the settings' (the DAG's tasks build their settings from it), with the run's `conf` (the
+    DAG's params); says how the run ended."""
     from airflow.models.dagrun import DagRun
 
     log_file = log_file or settings.logs_dir / f"run_{datetime.now(UTC):%Y%m%dT%H%M%S}.log"
     prepare_airflow_home(settings)
     with settings.applied(), _output_to(log_file):
-        run = load_dag(dag_id).test()
+        run = load_dag(dag_id).test(run_conf=conf)
     states = {}
     for ti in DagRun.fetch_task_instances(dag_id=dag_id, run_id=run.run_id):
         index = "" if ti.map_index < 0 else f"[{ti.rendered_map_index or ti.map_index}]"
