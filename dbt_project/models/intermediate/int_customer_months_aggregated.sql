@@ -1,10 +1,31 @@
 -- Spend per customer, product line and month, over every landing file and model: the grain
--- of every mart.
+-- of every mart. Incremental by month: only the months whose landing files changed are
+-- aggregated again (macros/months.sql).
+{{ config(**month_model_config(
+    'customer_month_versions', ['usage_files', 'usage_loaded_at']
+)) }}
 
 with
 
+month_versions as (
+    {{ customer_month_versions() }}
+),
+
+months_to_build as (
+    select * from month_versions
+    {% if is_incremental() %}
+        where month not in (
+            select unchanged.month
+            from ({{ unchanged_months(
+                this, customer_month_versions(), ['usage_files', 'usage_loaded_at']
+            ) }}) as unchanged
+        )
+    {% endif %}
+),
+
 usage_months as (
     select * from {{ ref('int_usage_months_aggregated') }}
+    where month in (select months_to_build.month from months_to_build)
 ),
 
 aggregated as (
@@ -16,6 +37,15 @@ aggregated as (
         cast(sum(tokens) as bigint) as tokens
     from usage_months
     group by month, customer_id, product_line
+),
+
+versioned as (
+    select
+        aggregated.*,
+        months_to_build.usage_files,
+        months_to_build.usage_loaded_at
+    from aggregated
+    inner join months_to_build using (month)
 )
 
-select * from aggregated
+select * from versioned

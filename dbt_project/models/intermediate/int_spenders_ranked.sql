@@ -2,12 +2,33 @@
     Who pays, ranked within each product line and month, at two levels: each customer, and each
     parent company (ASC 280 counts entities under common control as one customer, so the
     parent level sums its customers). Every spender is ranked, those with no spend last; the
-    concentration measures count only spenders with positive spend.
+    concentration measures count only spenders with positive spend. Incremental by month:
+    ranks are within a month, so only the months whose usage changed are ranked again, and
+    every month when customers.csv changed (macros/months.sql).
 -#}
+{{ config(**month_model_config(
+    'spender_month_versions', ['usage_files', 'usage_loaded_at', 'customers_loaded_at']
+)) }}
+
 with
+
+months_to_build as (
+    select * from ({{ spender_month_versions() }}) as month_versions
+    {% if is_incremental() %}
+        where month not in (
+            select unchanged.month
+            from ({{ unchanged_months(
+                this,
+                spender_month_versions(),
+                ['usage_files', 'usage_loaded_at', 'customers_loaded_at']
+            ) }}) as unchanged
+        )
+    {% endif %}
+),
 
 customer_months as (
     select * from {{ ref('int_customer_months_aggregated') }}
+    where month in (select months_to_build.month from months_to_build)
 ),
 
 customers as (
@@ -61,6 +82,16 @@ ranked as (
             order by spend_usd desc, spender_id asc
         ) as bigint) as spender_rank
     from spenders
+),
+
+versioned as (
+    select
+        ranked.*,
+        months_to_build.usage_files,
+        months_to_build.usage_loaded_at,
+        months_to_build.customers_loaded_at
+    from ranked
+    inner join months_to_build using (month)
 )
 
-select * from ranked
+select * from versioned
