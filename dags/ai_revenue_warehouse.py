@@ -72,7 +72,9 @@ def validate_marts(run_id: str | None = None) -> dict:
 
 
 @task(pool=WRITER_POOL, outlets=[tasks.PUBLISHED_WAREHOUSE])
-def publish(validation: dict, inputs: dict, run_id: str | None = None, outlet_events=None) -> dict:
+def publish(
+    validation: dict, run_id: str | None = None, outlet_events=None, inputs: dict | None = None
+) -> dict:
     """The audited marts, published atomically; the Asset's event says what was published."""
     published = tasks.publish(validation, run_id, inputs)
     outlet_events[tasks.PUBLISHED_WAREHOUSE].extra = published
@@ -143,7 +145,7 @@ def ai_revenue_warehouse():
         ingest() >> inputs >> export_raw() >> transform >> load_spark_marts() >> validation
     else:
         ingest() >> inputs >> transform >> validation
-    publish(validation, inputs) >> summarize()
+    publish(validation, inputs=inputs) >> summarize()
 
 
 ai_revenue_warehouse()

@@ -11,7 +11,7 @@ from datetime import timedelta
 import duckdb
 import pytest
 
-from tests.conftest import SEED_USAGE_ROWS, run_pipeline
+from tests.conftest import SEED_USAGE_ROWS, published_files, run_pipeline
 from warehouse.settings import DAG_ID, DAGS_FOLDER, DBT_PROJECT_DIR, REPORT_DAG_ID, WRITER_POOL
 
 DAG_FILES = [DAGS_FOLDER / f"{dag_id}.py" for dag_id in (DAG_ID, REPORT_DAG_ID)]
@@ -199,9 +199,10 @@ def test_dag_run_loads_builds_validates_and_publishes(first_run):
 
 @pytest.mark.slow
 def test_rerun_with_nothing_new_loads_nothing_and_publishes_the_same_marts(published):
-    from warehouse.serve.summary import build_summary
+    from warehouse.serve.summary import build_summary, format_summary
 
     before = ledger_counts(published.data_dir)
+    published_before = published_files(published.data_dir)
 
     run = run_pipeline(published, "second")
 
@@ -209,7 +210,10 @@ def test_rerun_with_nothing_new_loads_nothing_and_publishes_the_same_marts(publi
     assert ledger_counts(published.data_dir) == before
     summary = build_summary(published, run.run_id)
     assert all(s["files_loaded_this_run"] == 0 for s in summary["sources"])
-    assert summary["published"]["run_id"] == run.run_id
+    # Nothing new, nothing rebuilt: the publish kept is the first run's (tests/test_changes.py).
+    assert summary["published"]["run_id"] != run.run_id
+    assert published_files(published.data_dir) == published_before
+    assert "published (kept from run" in format_summary(summary)
 
 
 @pytest.mark.slow

@@ -105,7 +105,7 @@ def test_a_crash_between_writing_and_replacing_keeps_the_previous_publish(publis
         raise RuntimeError("simulated crash between writing the new files and replacing")
 
     monkeypatch.setattr(warehouse.publish.release, "_swap_in", crash)
-    run = run_pipeline(published, "crash")
+    run = run_pipeline(published, "crash", conf={"full_refresh": True})
 
     assert "publish (failed)" in run.failed_tasks
     assert published_files(data_dir) == before
@@ -113,7 +113,7 @@ def test_a_crash_between_writing_and_replacing_keeps_the_previous_publish(publis
     assert leftovers == []
 
     monkeypatch.undo()
-    rerun = run_pipeline(published, "rerun")
+    rerun = run_pipeline(published, "rerun", conf={"full_refresh": True})
 
     assert rerun.succeeded
     manifest = json.loads((data_dir / "manifest.json").read_text())

@@ -417,6 +417,7 @@ def test_every_task_that_opens_the_build_database_takes_the_lock(settings, monke
     monkeypatch.setenv("WAREHOUSE_LOCK_WAIT_SECONDS", "0")
     calls = {
         "ingest": lambda: module.load.function("customers", "run"),
+        "changes": lambda: module.changes.function(params={"full_refresh": False}, run_id="run"),
         "validate": lambda: module.validate_marts.function("run"),
         "publish": lambda: module.publish.function({}, "run", outlet_events={}),
         "summarize": lambda: module.summarize.function("run"),

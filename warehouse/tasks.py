@@ -110,10 +110,13 @@ def changes(run_id: str | None, full_refresh: bool = False) -> dict | None:
     """Whether anything changed since the last publish (`warehouse.publish.changes`): what the
     build will be built from when it did, None (the short-circuit's skip) when nothing did."""
     from warehouse.publish.changes import decide
+    from warehouse.publish.release import remove_stale_staging
 
     settings = Settings.from_env()
     with hold_data_lock(settings, "changes", run_id):
         decision = decide(settings, full_refresh=full_refresh)
+        if not decision.rebuild:
+            remove_stale_staging(settings)
     print(decision.reason)
     return decision.inputs if decision.rebuild else None
 

@@ -137,6 +137,12 @@ def _remove_stale_staging(*folders: Path) -> None:
                 path.unlink(missing_ok=True)
 
 
+def remove_stale_staging(settings: Settings) -> None:
+    """What publishes killed before cleaning up left staged, removed (also when no publish
+    follows: a run with nothing new)."""
+    _remove_stale_staging(settings.data_dir, settings.exports_dir)
+
+
 def _swap_in(moves: dict[Path, Path]) -> None:
     """Move each temporary file over its final name, in order (atomic per file)."""
     for temporary, final in moves.items():
