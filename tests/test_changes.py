@@ -4,6 +4,7 @@ any change to one of them, a retraction or a full refresh rebuilds."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -44,8 +45,6 @@ def asset_events(run_id: str) -> int:
 
 def a_publish_of_now(settings) -> dict:
     """A manifest as a publish of the build's current inputs writes it, with its files."""
-    import json
-
     inputs = changes.current_inputs(settings)
     settings.published_db.write_bytes(b"published")
     manifest = {"run_id": "first", "published_at": "2026-12-03T05:00:00+00:00", "exports": {}}
@@ -157,3 +156,33 @@ def test_a_changed_expectation_or_model_or_a_full_refresh_rebuilds(
     assert all(full.task_states[task] == "success" for task in SKIPPED)
     assert "full refresh asked" in full.log_file.read_text()
     assert asset_events(full.run_id) == 1
+
+
+def test_warehouse_run_full_refresh_reaches_the_dag_and_nothing_new_renders_no_report(
+    settings, tmp_path, monkeypatch, capsys
+):
+    """`warehouse run --full-refresh` passes the DAG's param in the run's conf; a run whose
+    publish was skipped says so in one line and runs no report DAG."""
+    import argparse
+
+    from warehouse import cli
+    from warehouse.runtime import run
+    from warehouse.settings import DAG_ID
+
+    started = []
+
+    def run_once(settings, log_file=None, dag_id=DAG_ID, conf=None):
+        started.append((dag_id, conf))
+        return run.PipelineRun("now", "success", {"publish": "skipped"}, tmp_path / "log")
+
+    monkeypatch.setattr(run, "run_once", run_once)
+    settings.data_dir.mkdir(parents=True)
+    settings.manifest.write_text(json.dumps({"run_id": "first", "published_at": "T"}))
+
+    code = cli._run_pipeline(argparse.Namespace(full_refresh=True, no_report=False), settings)
+
+    assert code == 0
+    assert started == [(DAG_ID, {"full_refresh": True})]  # and no report DAG
+    assert "nothing changed since run first, published at T: nothing rebuilt or published" in (
+        capsys.readouterr().out
+    )

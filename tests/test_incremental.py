@@ -116,9 +116,15 @@ def test_after_each_lifecycle_case_the_incremental_marts_equal_a_full_refresh(tm
     run_dbt(settings, "build")
     assert_equals_a_full_refresh(settings, tmp_path, "restatement")
 
-    # A month retracted (its file left the landing folder).
+    # A month retracted (its file left the landing folder); and a month left stale by a build
+    # that failed half-way (its rows and version of an older build): the next build catches up.
     (spend / "usage_2024_06.csv").unlink()
     ingest_sources(settings, "retracted")
+    with duckdb.connect(str(settings.build_db)) as con:
+        con.execute(
+            "update intermediate.int_customer_months_aggregated "
+            "set spend_usd = 0, usage_files = usage_files + 1 where month = '2023-05-01'"
+        )
     run_dbt(settings, "build")
     assert "spend/usage_2024_06.csv" not in fact_files(settings.build_db)
     assert_equals_a_full_refresh(settings, tmp_path, "retraction")
