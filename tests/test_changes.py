@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 
+import duckdb
 import pytest
 
 from tests.conftest import published_files, run_pipeline
@@ -41,6 +42,15 @@ def asset_events(run_id: str) -> int:
             .where(AssetModel.name == PUBLISHED_WAREHOUSE.name)
             .where(AssetEvent.source_run_id == run_id)
         )
+
+
+def built_by(settings) -> set[str]:
+    """The dbt invocations whose rows the incremental usage fact holds."""
+    with duckdb.connect(str(settings.build_db), read_only=True) as con:
+        rows = con.execute(
+            "select distinct dbt_invocation_id from intermediate.int_usage_months_aggregated"
+        ).fetchall()
+    return {stamp for (stamp,) in rows}
 
 
 def a_publish_of_now(settings) -> dict:
@@ -127,6 +137,7 @@ def test_a_changed_expectation_or_model_or_a_full_refresh_rebuilds(
     expectations = shutil.copytree(changes.EXPECTATIONS_DIR, tmp_path / "expectations")
     (expectations / "marts.yml").write_text((expectations / "marts.yml").read_text() + "\n")
     monkeypatch.setattr(changes, "EXPECTATIONS_DIR", expectations)
+    built_by_before = built_by(published)
 
     rebuilt = run_pipeline(published, "expectation-changed")
 
@@ -156,6 +167,12 @@ def test_a_changed_expectation_or_model_or_a_full_refresh_rebuilds(
     assert all(full.task_states[task] == "success" for task in SKIPPED)
     assert "full refresh asked" in full.log_file.read_text()
     assert asset_events(full.run_id) == 1
+    # dbt got --full-refresh: the incremental fact was rebuilt whole, by one invocation.
+    with duckdb.connect(str(published.build_db), read_only=True) as con:
+        stamps = con.execute(
+            "select count(distinct dbt_invocation_id) from intermediate.int_usage_months_aggregated"
+        ).fetchone()
+    assert stamps == (1,) and built_by_before != built_by(published)
 
 
 def test_warehouse_run_full_refresh_reaches_the_dag_and_nothing_new_renders_no_report(
