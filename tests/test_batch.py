@@ -9,6 +9,7 @@ reasons would reject."""
 
 from __future__ import annotations
 
+import csv
 import os
 import random
 from pathlib import Path
@@ -268,10 +269,52 @@ def test_a_read_that_fails_for_the_whole_part_loads_each_file_alone(tmp_path, mo
     def unreadable(*args):
         raise duckdb.InvalidInputException("Invalid Input Error: CSV Error on Line: 2")
 
-    monkeypatch.setattr(batch, "_stage", unreadable)
+    monkeypatch.setattr(batch, "_write_rows", unreadable)
     refused_failing = ingest_sources(failing, "run").refused
     monkeypatch.setattr("warehouse.ingest.ingest.can_batch", lambda source: False)
     refused_alone = ingest_sources(alone, "run").refused
 
     assert refused_failing == refused_alone
     assert state(failing) == state(alone)
+
+
+def test_the_readers_typed_parse_passes_no_value_the_reasons_reject(tmp_path):
+    """The fast path reads dates and accepted values typed (`rules.reader_types`): a value the
+    reader parses must be one the reasons pass, and one it rejects one they reject."""
+    typed = {n: t for n, t in rules.reader_types(USAGE).items() if t != "VARCHAR"}
+    good = {name: _a_good_value(USAGE, name) for name in USAGE.columns}
+    texts = {
+        "usage_date": TRICKY["DATE"] + ["2024-03-5", "2024-03-05 00:00", "+2024-03-05", "0x10"],
+        "product_line": [*USAGE.accepted["product_line"], "Copilot", " copilot", "copilot ", "x"],
+    }
+    assert set(texts) == set(typed)
+    rows = [{**good, name: text} for name in typed for text in texts[name]]
+    path = tmp_path / "typed.csv"
+    with path.open("w", newline="") as handle:
+        csv.writer(handle).writerows([list(USAGE.columns)] + [list(r.values()) for r in rows])
+    with duckdb.connect() as con:
+        tables.ensure_schema(con)
+        con.execute(
+            "insert into raw.customers (customer_id, _source_file, _run_id) "
+            "values ('cus_x', 'f', 'r')"
+        )
+        con.execute(
+            f"create table _parsed as select * from read_csv($path, "
+            f"{load.csv_options(dict.fromkeys(USAGE.columns, 'VARCHAR'))})",
+            {"path": str(path)},
+        )
+        checked = rules.checked_sql(USAGE)
+        params = {"file": "x", "file_month": None}
+        reasons = dict(con.execute(f"select _ordinal, _reason from ({checked})", params).fetchall())
+        con.execute(
+            f"select * from read_csv($path, {load.csv_options(rules.reader_types(USAGE))})",
+            {"path": str(path)},
+        ).fetchall()
+        rejected_lines = {
+            line for (line,) in con.execute("select line from _reject_errors").fetchall()
+        }
+    type_reasons = {o for o, why in reasons.items() if why and "is not" in why}
+    read = {o for o in reasons if o + 2 not in rejected_lines}  # line 1 is the header
+    assert read & type_reasons == set()  # the reader passes nothing the reasons reject
+    assert set(reasons) - read == type_reasons  # and rejects nothing they pass
+    assert len(read) > 4 and type_reasons  # neither side is vacuous

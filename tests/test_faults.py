@@ -27,8 +27,9 @@ pytestmark = pytest.mark.slow
 # Runs one stage in a child process that kills itself with SIGKILL at a chosen point: as
 # abrupt as the OOM killer or a lost machine, and at the worst moment, not a random one.
 # Killed inside a load's open transaction (rows deleted and inserted, the ledger written, not
-# yet committed), on either path: the new month read with others (batch), or the restated one
-# alone (load), after the new month's transaction committed.
+# yet committed), on either path: the new month read with others (batch: just after the reader
+# wrote its rows into raw, or once its ledger entry is written), or the restated one alone
+# (load), after the new month's transaction committed.
 KILL_DURING_INGEST = """
 import os, signal, sys
 import importlib
@@ -79,10 +80,11 @@ def assert_rerun_equals_the_floor(settings: Settings, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "module, step",
     [
+        ("warehouse.ingest.batch", "_write_rows"),
         ("warehouse.ingest.batch", "_write_ledger_entries"),
         ("warehouse.ingest.load", "_replace_file_rows"),
     ],
-    ids=["new files read together", "a restated file alone"],
+    ids=["new files' rows written, unchecked", "new files read together", "a restated file alone"],
 )
 def test_sigkill_during_ingest_loses_nothing_and_the_rerun_is_exact(
     published, tmp_path, module, step

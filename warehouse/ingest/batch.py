@@ -1,15 +1,18 @@
 """The fast path of a load: the new files of a monthly source read in parallel scans, a part
-of about PART_BYTES at a time, and each part's clean files appended in one transaction.
+of about PART_BYTES at a time, each part written once, straight from the reader into raw, in
+one transaction.
 
 A clean file is one whose every record loads: no line the CSV reader rejects, no value that is
 not exactly of its type, no rule broken, no key twice, no reference missing. That is the usual
-file, and proving it needs no reason per row, so the reader's rows that pass `clean_sql` (built
+file, and proving it needs no reason per row: the reader parses what it proves exact (dates,
+accepted values) and rejects the rest's lines, and the rows that also pass `clean_sql` (built
 from the same patterns as the reasons; an id that refers to another source's ids is checked by
-finding it there) are staged in a temporary table and each file is checked there as a whole:
-its staged rows must equal its records counted, no key may repeat, every customer must be
-known. A clean file's rows are appended to raw; any other file goes to the per-file path
-(`load.load_candidate`), which finds the line and reason of every row not loaded. Only a file
-whose month no other file holds is read here, so a key can repeat only within its own file.
+finding it there) and every rule are written to raw. Then, in the same transaction, each file
+is checked as a whole: its rows in raw must equal its records counted and no key may repeat.
+A clean file's rows stay and its ledger entry is written; any other file's rows are taken out
+again, and it goes to the per-file path (`load.load_candidate`), which finds the line and reason
+of every row not loaded. Only a file whose month no other file holds is read here, so a key can
+repeat only within its own file.
 
 The accounting is the per-file path's: one ledger entry per file with rows in = loaded (there
 are no rejects) and the file's totals by month and product line. Restated files take the
@@ -28,8 +31,8 @@ import duckdb
 from warehouse.db import transaction
 from warehouse.ingest.landing import file_month
 from warehouse.ingest.ledger import LEDGER_INSERT, FileResult, Known, stat_key
-from warehouse.ingest.load import Candidate, changed_since
-from warehouse.ingest.rules import clean_sql, clean_values_sql, rules_hold_sql
+from warehouse.ingest.load import Candidate, changed_since, csv_options
+from warehouse.ingest.rules import clean_sql, clean_values_sql, reader_types, rules_hold_sql
 from warehouse.ingest.sources import SOURCES, Source
 from warehouse.ingest.tables import FILE_TOTALS
 
@@ -65,8 +68,9 @@ def split_batch(
     return together, alone
 
 
-# How much CSV one part of a batch reads: its checked rows are held in memory (spilling beyond
-# DuckDB's memory limit) until they are appended, so memory stays flat however many rows land.
+# How much CSV one part of a batch reads in one transaction: DuckDB writes a large insert's
+# rows to the database file before the commit, but one part's transaction-local state stays
+# bounded however many rows land.
 PART_BYTES = 512 * 2**20
 
 
@@ -108,46 +112,44 @@ def checked_by_reference(source: Source) -> set[str]:
     }
 
 
+class _ReadFailed(Exception):
+    """The read of a whole part failed (a file the reader cannot read at all, a full disk)."""
+
+
 def _load_part(
     con: duckdb.DuckDBPyConnection, source: Source, candidates: list[Candidate], run_id: str
 ) -> tuple[list[FileResult], list[Candidate]]:
-    # Files are numbered in the part: a small integer is cheaper to carry and group by than
-    # a path on every row.
-    con.execute(
-        "create or replace temp table _batch "
-        "(file_id integer, path varchar, file varchar, file_month date)"
-    )
+    con.execute("create or replace temp table _batch (path varchar, file varchar, file_month date)")
     con.executemany(
-        "insert into _batch values (?, ?, ?, ?)",
-        [(i, str(c.path), c.display, file_month(c.path)) for i, c in enumerate(candidates)],
+        "insert into _batch values (?, ?, ?)",
+        [(str(c.path), c.display, file_month(c.path)) for c in candidates],
     )
     con.execute("drop table if exists _reject_errors; drop table if exists _reject_scans")
     # Rows of a file need no order in raw (a reject's line comes from the per-file path), and
     # without one the parallel read holds less in memory.
     con.execute("set preserve_insertion_order = false")
-    clean: list[Candidate] = []
     try:
-        try:
-            _stage(con, source, candidates)
-        except duckdb.Error as error:
-            # A file the reader cannot read at all (or a full disk) stops the whole read: each
-            # file then loads alone, where a file's problem refuses only that file.
-            log.info(
-                "reading %d files together failed (%s); each loads alone",
-                len(candidates),
-                str(error).splitlines()[0],
-            )
-            return [], list(candidates)
-        staged = dict(con.execute("select file_id, count(*) from _staged group by all").fetchall())
-        unclean = {i for i, c in enumerate(candidates) if staged.get(i, 0) != c.facts.rows_in_file}
-        unclean |= _files_with_repeated_keys(con, source)
-        unclean |= _files_with_missing_references(con, source)
-        unclean |= {i for i, c in enumerate(candidates) if changed_since(c.path, c.before)}
-        clean = [c for i, c in enumerate(candidates) if i not in unclean]
-        if clean:
-            _append_clean(con, source, clean, run_id)
+        with transaction(con):
+            try:
+                _write_rows(con, source, candidates, run_id)
+            except duckdb.Error as error:
+                raise _ReadFailed(str(error).splitlines()[0]) from error
+            unclean = _unclean_files(con, source, candidates)
+            unclean |= {c.display for c in candidates if changed_since(c.path, c.before)}
+            if unclean:
+                con.execute(
+                    f"delete from raw.{source.table} where _source_file in (select unnest($files))",
+                    {"files": sorted(unclean)},
+                )
+            clean = [c for c in candidates if c.display not in unclean]
+            if clean:
+                _account(con, source, clean, run_id)
+    except _ReadFailed as failed:
+        # Each file then loads alone, where a file's problem refuses only that file.
+        log.info("reading %d files together failed (%s); each loads alone", len(candidates), failed)
+        return [], list(candidates)
     finally:
-        con.execute("drop table if exists _batch; drop table if exists _staged")
+        con.execute("drop table if exists _batch")
         con.execute("set preserve_insertion_order = true")  # as db.connect opens it
     for c in clean:
         log.info(
@@ -160,79 +162,68 @@ def _load_part(
     results = [
         FileResult(c.display, c.action, c.facts.rows_in_file, c.facts.rows_in_file) for c in clean
     ]
-    return results, [c for i, c in enumerate(candidates) if i in unclean]
+    return results, [c for c in candidates if c.display in unclean]
 
 
-def _stage(con: duckdb.DuckDBPyConnection, source: Source, candidates: list[Candidate]) -> None:
-    """The candidates' rows that pass the clean check, typed, with their file's number, in the
-    temporary table `_staged`, outside the database's transaction, to be checked as files there.
-    Every field is read as text, as the per-file path reads it; the reader's own rejects are
-    kept, so a file with any falls short of its count and goes to the per-file path."""
-    columns = ", ".join(f"'{name}': 'VARCHAR'" for name in source.columns)
+def _write_rows(
+    con: duckdb.DuckDBPyConnection, source: Source, candidates: list[Candidate], run_id: str
+) -> None:
+    """In the caller's open transaction, the candidates' rows that pass the clean check,
+    straight from the reader into raw (dates and accepted values typed by the reader, the rest
+    proven by their patterns), each with its file. A row that does not pass, a line the reader
+    rejects and a row whose reference (a customer) is not loaded are left out, so that its file
+    falls short of its count."""
+    types = reader_types(source)
     per_row = [name for name in source.columns if name not in checked_by_reference(source)]
+    references = " and ".join(
+        f"{ref.column} in (select {ref.column} from raw.{ref.table})" for ref in source.references
+    )
     con.execute(
-        "create or replace temp table _staged as "
-        f"select {', '.join(source.columns)}, file_id from ("
-        f"  select {clean_values_sql(source)}, _batch.file_id, _batch.file_month "
-        f"  from read_csv($paths, columns = {{{columns}}}, header = true, delim = ',', "
-        "    quote = '\"', escape = '\"', auto_detect = false, filename = true, "
-        "    store_rejects = true, rejects_table = '_reject_errors', "
-        "    rejects_scan = '_reject_scans') as parsed "
+        f"insert into raw.{source.table} "
+        f"select {', '.join(source.columns)}, file, $run_id from ("
+        f"  select {clean_values_sql(source, types)}, _batch.file, _batch.file_month "
+        f"  from read_csv($paths, {csv_options(types)}, filename = true) as parsed "
         "  join _batch on parsed.filename = _batch.path "
-        f"  where {clean_sql(source, per_row)}"
-        f") where {rules_hold_sql(source, 'file_month')}",
-        {"paths": [str(c.path) for c in candidates]},
+        f"  where {clean_sql(source, per_row, types)}"
+        f") where {rules_hold_sql(source, 'file_month')} and {references or 'true'}",
+        {"paths": [str(c.path) for c in candidates], "run_id": run_id},
     )
 
 
-def _files_with_repeated_keys(con: duckdb.DuckDBPyConnection, source: Source) -> set[int]:
-    """The staged files in which a key repeats (a key cannot repeat across them: each holds
-    its own month). A key's 64-bit hash stands for it, which halves the cost of grouping by
-    four columns; two keys sharing a hash (well under one file in a million at 4M rows each)
-    only send their file to the per-file path, which compares the keys themselves."""
+def _unclean_files(
+    con: duckdb.DuckDBPyConnection, source: Source, candidates: list[Candidate]
+) -> set[str]:
+    """The files whose rows in raw are fewer than their records, or in which a key repeats (a
+    key cannot repeat across them: each holds its own month). A key's 64-bit hash stands for
+    it, which halves the cost of grouping by four columns; two keys sharing a hash (well under
+    one file in a million at 4M rows each) only send their file to the per-file path, which
+    compares the keys themselves. One file at a time: a file's keys fit in the CPU's caches,
+    a part's do not (half the time of one query for the part)."""
     key = ", ".join(source.key)
-    return {
-        file_id
-        for (file_id,) in con.execute(
-            f"select distinct file_id from _staged group by file_id, hash({key}) "
-            "having count(*) > 1"
-        ).fetchall()
-    }
+    unclean = set()
+    for c in candidates:
+        rows, most = con.execute(
+            "select coalesce(sum(n), 0), coalesce(max(n), 1) from ("
+            f"  select count(*) as n from raw.{source.table} where _source_file = $file "
+            f"  group by hash({key}))",
+            {"file": c.display},
+        ).fetchone()
+        if (rows, most) != (c.facts.rows_in_file, 1):
+            unclean.add(c.display)
+    return unclean
 
 
-def _files_with_missing_references(con: duckdb.DuckDBPyConnection, source: Source) -> set[int]:
-    """The staged files with a row whose reference (a customer) is not loaded."""
-    found: set[int] = set()
-    for ref in source.references:
-        found |= {
-            file_id
-            for (file_id,) in con.execute(
-                f"select distinct file_id from _staged anti join raw.{ref.table} "
-                f"using ({ref.column})"
-            ).fetchall()
-        }
-    return found
-
-
-def _append_clean(
+def _account(
     con: duckdb.DuckDBPyConnection, source: Source, clean: list[Candidate], run_id: str
 ) -> None:
-    """In one transaction: the clean files' rows into raw, their totals by month and product
-    line, and their ledger entries."""
-    files = {"files": [c.display for c in clean]}
-    staged = "_staged join _batch using (file_id) where file in (select unnest($files))"
-    with transaction(con):
-        con.execute(
-            f"insert into raw.{source.table} select {', '.join(source.columns)}, file, $run_id "
-            f"from {staged}",
-            {"run_id": run_id, **files},
-        )
-        con.execute(
-            f"insert into ingest.file_totals select $source, file, {FILE_TOTALS} "
-            f"from {staged} group by all",
-            {"source": source.name, **files},
-        )
-        _write_ledger_entries(con, source, clean, run_id)
+    """In the caller's open transaction: the clean files' totals by month and product line,
+    and their ledger entries."""
+    con.execute(
+        f"insert into ingest.file_totals select $source, _source_file, {FILE_TOTALS} "
+        f"from raw.{source.table} where _source_file in (select unnest($files)) group by all",
+        {"source": source.name, "files": [c.display for c in clean]},
+    )
+    _write_ledger_entries(con, source, clean, run_id)
 
 
 def _write_ledger_entries(

@@ -35,7 +35,7 @@ from warehouse.ingest.ledger import (
     write_counted_entry,
 )
 from warehouse.ingest.rules import checked_sql
-from warehouse.ingest.sources import Source
+from warehouse.ingest.sources import DATE_FORMAT, Source
 from warehouse.ingest.tables import FILE_TOTALS, file_tables, quarantine_table
 
 log = logging.getLogger(__name__)
@@ -74,15 +74,16 @@ def describe_header(found: list[str], expected: list[str]) -> str | None:
     return "wrong header: " + "; ".join(problems)
 
 
-def _csv_options(source: Source, path: Path) -> str:
-    # Every field as text: values are converted in SQL only when exactly of their type, so the
-    # reader never rounds `1000000.5` into a BIGINT or reads `0x10` as 16. Explicit everything:
-    # the reader must never guess a type or a dialect.
-    columns = ", ".join(f"'{name}': 'VARCHAR'" for name in source.columns)
-    compression = "gzip" if path.name.lower().endswith(".gz") else "none"
+def csv_options(types: dict[str, str]) -> str:
+    """`read_csv`'s options for a landing file whose columns are read as `types`, its rejects
+    kept in `_reject_errors`. Explicit everything: the reader must never guess a type or a
+    dialect."""
+    columns = ", ".join(
+        f"'{name}': '{type_.replace(chr(39), chr(39) * 2)}'" for name, type_ in types.items()
+    )
     return (
         f"columns = {{{columns}}}, header = true, delim = ',', quote = '\"', escape = '\"', "
-        f"auto_detect = false, compression = '{compression}', store_rejects = true, "
+        f"auto_detect = false, dateformat = '{DATE_FORMAT}', store_rejects = true, "
         "rejects_table = '_reject_errors', rejects_scan = '_reject_scans'"
     )
 
@@ -196,9 +197,13 @@ def load_candidate(
         # changes the database: there, rowids are the records' positions 0..n-1 in the file.
         con.execute("drop table if exists _reject_errors; drop table if exists _reject_scans")
         try:
+            # Every field as text: a value is converted in SQL only when exactly of its type,
+            # and a reject's reason says which value is not.
+            text = dict.fromkeys(source.columns, "VARCHAR")
+            compression = "gzip" if path.name.lower().endswith(".gz") else "none"
             con.execute(
-                "create or replace temp table _parsed as "
-                f"select * from read_csv($path, {_csv_options(source, path)})",
+                "create or replace temp table _parsed as select * from read_csv($path, "
+                f"{csv_options(text)}, compression = '{compression}')",
                 {"path": str(path)},
             )
         except duckdb.Error as error:

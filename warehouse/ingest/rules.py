@@ -7,7 +7,7 @@ Both paths are built from the same patterns, so they cannot disagree about a val
 
 from __future__ import annotations
 
-from warehouse.ingest.sources import DECIMAL, EXACT_TYPES, IDENTIFIER, Source
+from warehouse.ingest.sources import DATE_FORMAT, DECIMAL, EXACT_TYPES, IDENTIFIER, Source
 
 # Control characters (but tab) have no place in a value: a NUL byte in a name is a broken
 # export, not data.
@@ -32,7 +32,7 @@ def _conversion(name: str, type_: str) -> tuple[str, list[str]]:
         return value, [
             f"when regexp_matches({text}, '{_CONTROL}') then '{name} holds a control character'"
         ]
-    value = f"try_cast({text} as {type_})"
+    value = _value(text, type_)
     if decimal := DECIMAL.fullmatch(type_):
         whole, scale = int(decimal[1]) - int(decimal[2]), int(decimal[2])
         return value, [
@@ -42,16 +42,40 @@ def _conversion(name: str, type_: str) -> tuple[str, list[str]]:
             f"then '{name} is not a decimal number of at most {whole} digits: ' || {_shown(text)}",
         ]
     pattern, description = EXACT_TYPES[type_]
-    return value, [
-        f"when not regexp_full_match({text}, '{pattern}') or {value} is null "
-        f"then '{name} is not {description}: ' || {_shown(text)}"
-    ]
+    inexact = f"{value} is null"
+    if pattern:
+        inexact = f"not regexp_full_match({text}, '{pattern}') or {inexact}"
+    return value, [f"when {inexact} then '{name} is not {description}: ' || {_shown(text)}"]
 
 
-def clean_sql(source: Source, columns: list[str]) -> str:
-    """SQL true for a parsed row (its fields as text) whose values in `columns` are exactly of
-    their types and allowed: what `checked_sql` would give no type reason, found without
-    finding reasons.
+def _value(text: str, type_: str) -> str:
+    """SQL for the typed value of `text`, NULL when it is not one: a date as the reader parses
+    it with DATE_FORMAT, any other type cast (exact only where its pattern holds)."""
+    if type_ == "DATE":
+        return f"try_strptime({text}, '{DATE_FORMAT}')::date"
+    return f"try_cast({text} as {type_})"
+
+
+def reader_types(source: Source) -> dict[str, str]:
+    """The type each column is read as by the fast path's CSV reader, whose parse proves the
+    value exact or rejects its line: a date (DATE_FORMAT, as `_value` reads it), an accepted
+    value (an ENUM, matched exactly as `in` matches it). The rest is text, proven by its pattern:
+    the reader's own parse would round `1000000.5` into a BIGINT and read `0x10` as 16, a
+    decimal's scale is only in its text, and free text has no type to parse."""
+    types = {name: "VARCHAR" for name in source.columns}
+    for name, type_ in source.columns.items():
+        if type_ == "DATE":
+            types[name] = "DATE"
+    for name, accepted in source.accepted.items():
+        types[name] = "ENUM(" + ", ".join(f"'{v}'" for v in accepted) + ")"
+    return types
+
+
+def clean_sql(source: Source, columns: list[str], typed: dict[str, str] | None = None) -> str:
+    """SQL true for a parsed row whose values in `columns` are exactly of their types and
+    allowed: what `checked_sql` would give no type reason, found without finding reasons. Its
+    fields are text but those `typed` (`reader_types`), which the reader proved: present is
+    enough.
 
     A sufficient condition built from the same patterns, cheap enough for every row of a large
     load; a row it does not pass goes to `checked_sql`, which says why.
@@ -59,7 +83,9 @@ def clean_sql(source: Source, columns: list[str]) -> str:
     conditions = []
     for name in columns:
         type_, text = source.columns[name], f'"{name}"'
-        if name in source.identifiers:
+        if (typed or {}).get(name, "VARCHAR") != "VARCHAR":
+            exact = f"{text} is not null"
+        elif name in source.identifiers:
             exact = f"regexp_full_match({text}, '{IDENTIFIER[0]}')"
         elif name in source.accepted:
             listed = ", ".join(f"'{v}'" for v in source.accepted[name])
@@ -72,18 +98,23 @@ def clean_sql(source: Source, columns: list[str]) -> str:
             exact = f"regexp_full_match({text}, '-?[0-9]{{1,{whole}}}(\\.[0-9]{{1,{scale}}})?')"
         else:
             pattern = EXACT_TYPES[type_][0]
-            value = _conversion(name, type_)[0]
-            exact = f"regexp_full_match({text}, '{pattern}') and {value} is not null"
+            exact = f"{_value(text, type_)} is not null"
+            if pattern:
+                exact = f"regexp_full_match({text}, '{pattern}') and {exact}"
         conditions.append(exact if name in source.required else f"{text} is null or ({exact})")
     return " and ".join(f"({condition})" for condition in conditions)
 
 
-def clean_values_sql(source: Source) -> str:
-    """The select list of a clean row's typed values, by column name: a clean row's text is
-    its value (never blank), cast when the column is not text (`try_cast`: a filter on the
-    values may be evaluated before the one on the text)."""
+def clean_values_sql(source: Source, typed: dict[str, str]) -> str:
+    """The select list of a clean row's values, by column name: as the reader typed it
+    (`reader_types`), or its text, which is its value (never blank), cast when the column is not
+    text (`try_cast`: a filter on the values may be evaluated before the one on the text)."""
     return ", ".join(
-        f'"{name}" as {name}' if type_ == "VARCHAR" else f'try_cast("{name}" as {type_}) as {name}'
+        f'"{name}" as {name}'
+        if type_ == "VARCHAR"
+        else f'cast("{name}" as {type_}) as {name}'
+        if typed[name] != "VARCHAR"
+        else f'try_cast("{name}" as {type_}) as {name}'
         for name, type_ in source.columns.items()
     )
 

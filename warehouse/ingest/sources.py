@@ -16,13 +16,16 @@ from dataclasses import dataclass, field
 from warehouse.reference import ACCEPTED
 
 # How a value of each column type must be written: exactly, or the row is rejected (never
-# rounded, never read as hex or in scientific notation).
+# rounded, never read as hex or in scientific notation). A date has no pattern: it is what
+# DuckDB's parser reads with DATE_FORMAT, on both paths (`2024-3-5` is March 5th; `20240305`,
+# `2024/03/05` and `2024-02-30` are not dates).
 EXACT_TYPES = {
     "BIGINT": (r"-?[0-9]{1,18}", "a whole number"),
     "INTEGER": (r"-?[0-9]{1,9}", "a whole number"),
-    "DATE": (r"[0-9]{4}-[0-9]{2}-[0-9]{2}", "a date (YYYY-MM-DD)"),
+    "DATE": (None, "a date (YYYY-MM-DD)"),
     "BOOLEAN": (r"(?i)true|false", "true or false"),
 }
+DATE_FORMAT = "%Y-%m-%d"
 DECIMAL = re.compile(r"DECIMAL\((\d+),(\d+)\)")
 # Ids are lowercase letters, digits and underscores: `CUS_TIKTOK` is not `cus_tiktok` by
 # accident of case, it is rejected, so one customer can never load as two.
