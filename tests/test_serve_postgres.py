@@ -15,8 +15,8 @@ import duckdb
 import psycopg
 import pytest
 
+from benchmarks.postgres_server import postgres_server
 from tests.conftest import ALL_MARTS, REPO, published_files
-from tests.postgres_server import postgres_server
 from warehouse.publish import publish, read_manifest
 from warehouse.publish.postgres import PUBLICATION_TABLE, READER_ROLE, ServeError
 

@@ -70,7 +70,7 @@ class Cluster:
             password = path.read_text().strip().rsplit(":", 1)[1]
         else:
             password = secrets.token_hex(24)
-            private_file(path, f"*:*:{SERVED_DATABASE}:{READER_ROLE}:{password}\n")
+            private_file(path, f"*:*:*:{READER_ROLE}:{password}\n")
         env = {
             **self.environment(),
             "PATH": f"{PG_BIN}{os.pathsep}{os.environ.get('PATH', '')}",

@@ -1,6 +1,7 @@
-"""A throwaway PostgreSQL server (Debian's 15) on 127.0.0.1 for the serving tests and the
-benchmark: its superuser `airflow`, a free port, scram passwords, and the served warehouse made
-by the compose's own docker/postgres/init-warehouse-db.sh (as `make up` runs it)."""
+"""A throwaway PostgreSQL server (Debian's 15) on 127.0.0.1, for the benchmark's serving stage
+and the serving tests: its superuser `airflow`, a free port, scram passwords, and the served
+warehouse made by the compose's own docker/postgres/init-warehouse-db.sh (as `make up` runs
+it)."""
 
 from __future__ import annotations
 
@@ -75,8 +76,9 @@ class Server:
         )
         deadline = time.monotonic() + 60
         while subprocess.run(["pg_isready", "--quiet"], env=self.client_env()).returncode:
-            assert self.process.poll() is None, (self.root / "postgres.log").read_text()
-            assert time.monotonic() < deadline, "PostgreSQL did not start in 60 s"
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                log = (self.root / "postgres.log").read_text()[-2000:]
+                raise RuntimeError(f"PostgreSQL did not start in 60 s:\n{log}")
             time.sleep(0.3)
 
     def stop(self) -> None:
@@ -87,6 +89,7 @@ class Server:
         self.process = None
 
     def psql(self, sql: str, url: str | None = None) -> subprocess.CompletedProcess:
+        """`psql -c sql` (as the superuser on `warehouse` unless `url` says otherwise)."""
         return subprocess.run(
             ["psql", "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "-At", url or self.url(), "-c", sql],
             env=self.client_env(),
@@ -100,6 +103,10 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def available() -> bool:
+    return (PG_BIN / "initdb").exists()
 
 
 @contextlib.contextmanager
