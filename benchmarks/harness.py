@@ -204,10 +204,10 @@ class Bench:
         if not available():
             print("  (no PostgreSQL 15: the PostgreSQL publish is not measured)", flush=True)
             return
-        rows = sum(json.loads((data / "manifest.json").read_text())["row_counts"].values())
+        settings = self.settings.with_folders(data_dir=data)
+        rows = sum(json.loads(settings.manifest.read_text())["row_counts"].values())
         command = [PYTHON, "-m", "benchmarks.stages", "serve_postgres"]
         with postgres_server() as server:
-            settings = self.settings.with_folders(data_dir=data)
             env = {**os.environ, **replace(settings, serve_postgres_url=server.url()).environment()}
             samples = [measure(command, env, self.log) for _ in range(self.repeats)]
         self.record("publish to PostgreSQL", samples, rows)

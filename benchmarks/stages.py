@@ -47,9 +47,7 @@ def serve_postgres() -> None:
     settings = Settings.from_env()
     manifest = json.loads(settings.manifest.read_text())
     publication = {key: manifest[key] for key in ("run_id", "published_at", "git_revision")}
-    load_and_swap(
-        settings.serve_postgres_url, settings.published_db, publication, settings.data_dir
-    )
+    load_and_swap(settings, settings.published_db, publication)
 
 
 if __name__ == "__main__":

@@ -325,30 +325,19 @@ def postgres():
             assert process.poll() is None, (root / "postgres.log").read_text()
             assert time.monotonic() < deadline, "PostgreSQL did not start in 60 s"
             time.sleep(0.5)
-        subprocess.run(
-            ["bash", str(REPO / "docker/postgres/init-superset-db.sh")],
-            env={
-                **client,
-                "POSTGRES_USER": "airflow",
-                "POSTGRES_DB": "postgres",
-                "SUPERSET_DB_PASSWORD": superset_password,
-            },
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-        subprocess.run(
-            ["bash", str(REPO / "docker/postgres/init-warehouse-db.sh")],
-            env={
-                **client,
-                "POSTGRES_USER": "airflow",
-                "POSTGRES_DB": "postgres",
-                "WAREHOUSE_READER_PASSWORD": reader_password,
-            },
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
+        # The compose's init scripts, in the order its Postgres runs them (by name).
+        secrets_of = {
+            "init-superset-db.sh": {"SUPERSET_DB_PASSWORD": superset_password},
+            "init-warehouse-db.sh": {"WAREHOUSE_READER_PASSWORD": reader_password},
+        }
+        for script, secret in secrets_of.items():
+            subprocess.run(
+                ["bash", str(REPO / "docker/postgres" / script)],
+                env={**client, "POSTGRES_USER": "airflow", "POSTGRES_DB": "postgres", **secret},
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
         yield {
             "SUPERSET_DB_HOST": "127.0.0.1",
             "SUPERSET_DB_PORT": str(port),

@@ -27,6 +27,9 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
+from warehouse.db import connect as duckdb_connect
+from warehouse.settings import Settings
+
 SERVED_SCHEMA = "marts"
 NEXT_SCHEMA = "marts__next"
 OLD_SCHEMA = "marts__previous"
@@ -91,13 +94,15 @@ def connect(url: str) -> psycopg.Connection:
     return psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_SECONDS, autocommit=True)
 
 
-def load_and_swap(url: str, published_db: Path, publication: dict, staging: Path) -> None:
-    """Load the marts of `published_db` (a staged publish file) into a new schema, then swap it
-    for the served one; `staging` is a folder for the CSV files (removed after each mart).
-    Raises ServeError (one line: target and cause); the served schema is then unchanged."""
+def load_and_swap(settings: Settings, published_db: Path, publication: dict) -> None:
+    """Load the marts of `published_db` (a staged publish file) into a new schema of the
+    settings' serving database, then swap it for the served one; each mart's CSV is staged in
+    the data folder for a moment. Raises ServeError (one line: target and cause); the served
+    schema is then unchanged."""
+    url = settings.serve_postgres_url
     try:
-        with connect(url) as pg, duckdb.connect(str(published_db), read_only=True) as con:
-            _load(pg, con, publication, staging)
+        with connect(url) as pg, duckdb_connect(published_db, settings, read_only=True) as con:
+            _load(pg, con, publication, settings.data_dir)
             _swap(pg)
     except ServeError as error:
         raise ServeError(f"PostgreSQL publish to {describe_target(url)}: {error}") from None

@@ -150,10 +150,9 @@ def _serve_postgres(settings: Settings, staged_db: Path, publication: dict) -> d
     manifest records of it."""
     from warehouse.publish.postgres import SERVED_SCHEMA, describe_target, load_and_swap
 
-    url = settings.serve_postgres_url
-    load_and_swap(url, staged_db, publication, settings.data_dir)
+    load_and_swap(settings, staged_db, publication)
     return {
-        "target": describe_target(url),
+        "target": describe_target(settings.serve_postgres_url),
         "schema": SERVED_SCHEMA,
         "run_id": publication["run_id"],
     }
