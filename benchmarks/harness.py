@@ -5,7 +5,8 @@ the largest total resident memory of the process and all its children, sampled e
 On generated landing folders (`warehouse generate --rows N`), per scale:
 
 - pipeline stages, each its own process on a fresh data folder: ingest (`warehouse ingest`),
-  dbt build, validation (GX) and publish;
+  dbt build, validation (GX) and publish; then the PostgreSQL publish of that folder's marts
+  (into a throwaway server, when PostgreSQL 15 is installed), with the rows it loads;
 - the whole pipeline DAG run (`warehouse run --no-report`: Airflow's dag.test(), Cosmos, dbt,
   GX, publish) on a fresh data folder;
 - the floor: `benchmarks/floor.sql`, the contract marts straight from the files in one DuckDB
@@ -195,6 +196,22 @@ class Bench:
             self.record(f"stage: {name}", samples, self.rows)
         return data
 
+    def serve_postgres(self, data: Path) -> None:
+        """The PostgreSQL publish of the stages' published file, into a throwaway server (when
+        Debian's PostgreSQL 15 is installed): its time, and the mart rows it loads."""
+        from benchmarks.postgres_server import available, postgres_server
+
+        if not available():
+            print("  (no PostgreSQL 15: the PostgreSQL publish is not measured)", flush=True)
+            return
+        settings = self.settings.with_folders(data_dir=data)
+        rows = sum(json.loads(settings.manifest.read_text())["row_counts"].values())
+        command = [PYTHON, "-m", "benchmarks.stages", "serve_postgres"]
+        with postgres_server() as server:
+            env = {**os.environ, **replace(settings, serve_postgres_url=server.url()).environment()}
+            samples = [measure(command, env, self.log) for _ in range(self.repeats)]
+        self.record("publish to PostgreSQL", samples, rows)
+
     def dag(self) -> Path:
         return self.repeated("pipeline DAG run", "dag", [*WAREHOUSE, "run", "--no-report"])
 
@@ -310,6 +327,7 @@ def run_scale(scale: str, work: Path, results_dir: Path, repeats: int, peers: bo
     bench = Bench(scale, work, repeats)
     bench.prepare()
     stage_data = bench.stages()
+    bench.serve_postgres(stage_data)
     dag_data = bench.dag()
     floor_data = bench.floor()
     agreement = bench.check_same_marts(floor_data / "floor.duckdb", dag_data / "warehouse.duckdb")

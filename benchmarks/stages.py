@@ -39,5 +39,17 @@ def publish() -> None:
     publish_build(settings, RUN_ID, json.loads(settings.validation_report.read_text()))
 
 
+def serve_postgres() -> None:
+    """The PostgreSQL publish alone (WAREHOUSE_SERVE_POSTGRES_URL): the published file's marts
+    loaded and swapped in, as the publish does before it replaces the file."""
+    from warehouse.publish.postgres import load_and_swap
+
+    settings = Settings.from_env()
+    manifest = json.loads(settings.manifest.read_text())
+    publication = {key: manifest[key] for key in ("run_id", "published_at", "git_revision")}
+    load_and_swap(settings, settings.published_db, publication)
+
+
 if __name__ == "__main__":
-    {"dbt_build": dbt_build, "validate": validate, "publish": publish}[sys.argv[1]]()
+    stages = {"dbt_build": dbt_build, "validate": validate, "publish": publish}
+    {**stages, "serve_postgres": serve_postgres}[sys.argv[1]]()

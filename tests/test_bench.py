@@ -19,6 +19,7 @@ MEASUREMENTS = {
     "stage: dbt build",
     "stage: validate",
     "stage: publish",
+    "publish to PostgreSQL",  # PostgreSQL 15 is installed here (`make test-packages`)
     "pipeline DAG run",
     "floor (one DuckDB script)",
     "peer: pandas + insert",
@@ -66,6 +67,9 @@ def test_tiny_benchmark_measures_everything_and_the_floor_matches_the_pipeline(t
         "fct_revenue_concentration": 76,
         "fct_quarterly_earnings": 14,
     }
+    # Every mart's rows, the contract marts' and the others'.
+    loaded = report["results"]["publish to PostgreSQL"]["rows"]
+    assert loaded > sum(agreement["row_counts"].values())
     assert [row[:2] for row in agreement["headline"]] == [
         ["customer", "TikTok"],
         ["parent_company", "ByteDance"],

@@ -4,6 +4,7 @@ any change to one of them, a retraction or a full refresh rebuilds."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -96,6 +97,13 @@ def test_only_what_the_build_reads_decides(settings, tmp_path, monkeypatch):
         "the expectations changed since run first: rebuilding"
     )
     monkeypatch.undo()
+
+    # A newly configured serving database gets this build's marts (the password is no input).
+    served = dataclasses.replace(settings, serve_postgres_url="postgresql://a:secret@h:5/warehouse")
+    assert changes.decide(served).reason == (
+        "the PostgreSQL serving target changed since run first: rebuilding"
+    )
+    assert "secret" not in json.dumps(changes.current_inputs(served))
 
     # A retraction changes the ledger's current state.
     (settings.landing_dir / "spend" / "usage_2024_11.csv").unlink()

@@ -80,6 +80,7 @@ def test_project_is_mounted_and_superset_reads_the_warehouse_read_only():
     database = yaml.safe_load((REPO / "bi/superset/dashboard/databases/warehouse.yaml").read_text())
     assert database["sqlalchemy_uri"] == (
         "duckdb:////warehouse/warehouse.duckdb?access_mode=read_only"
+        "&enable_external_access=false&lock_configuration=true"
     )
     assert database["allow_dml"] is False
 

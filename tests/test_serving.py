@@ -24,14 +24,16 @@ from datetime import datetime
 from pathlib import Path
 
 import psutil
+import psycopg
 import pytest
 import sqlalchemy as sa
 import yaml
 
 from tests.airflow_api import ApiClient, ApiError
 from tests.conftest import REPO, own_airflow, settings_for
+from warehouse.publish.postgres import READER_ROLE
 from warehouse.runtime import services
-from warehouse.runtime.postgres import Cluster
+from warehouse.runtime.postgres import SERVED_DATABASE, Cluster
 from warehouse.settings import DAG_ID, REPORT_DAG_ID, Settings
 
 pytestmark = pytest.mark.slow
@@ -203,6 +205,16 @@ def test_scheduler_runs_the_pipeline_publishes_and_every_client_reads(
                 sa.text("select count(*) from dag_run where dag_id = :dag"), {"dag": DAG_ID}
             ).scalar_one()
         engine.dispose()
+        # The marts served to BI tools from make up's PostgreSQL, as its read-only role.
+        reader_login = {"host": str(cluster.socket_dir), "user": READER_ROLE}
+        with psycopg.connect(
+            dbname=SERVED_DATABASE, passfile=str(cluster.reader_password_file), **reader_login
+        ) as pg:
+            served = pg.execute(
+                "select (select run_id from marts.publication), top1_share "
+                "from marts.fct_revenue_concentration where month = '2024-03-01' "
+                "and product_line = 'azure_openai' and level = 'customer'"
+            ).fetchone()
     finally:
         reader.stop()
         stopped = services.stop(home)
@@ -271,6 +283,9 @@ def test_scheduler_runs_the_pipeline_publishes_and_every_client_reads(
             con.execute(sa.text("delete from marts.dim_customers"))
     assert counts == manifest["row_counts"]
     assert publication == manual["dag_run_id"]
+    # Both targets serve the last run (make up sets WAREHOUSE_SERVE_POSTGRES_URL).
+    assert manifest["postgres"]["run_id"] == manifest["run_id"] == served[0]
+    assert round(100 * served[1], 2) == 24.65
     assert manual["dag_run_id"] in (data_dir / "report" / "index.html").read_text()
 
     # The BI reader, throughout: no error, and every read one whole publish.

@@ -47,6 +47,8 @@ TEST_PYTHON = "3.11"
 CACHE = REPO / ".cache"
 SCREENSHOT = CACHE / "superset-dashboard.png"
 DASHBOARD = "revenue-concentration"
+# The same dashboard on the PostgreSQL connection (bi/superset/bundle.py copies it).
+POSTGRES_DASHBOARD = f"{DASHBOARD}-postgres"
 # The two logins bootstrap.sh makes, with passwords generated for this run.
 ANALYST = ("analyst", secrets.token_hex(16))
 ADMIN = ("admin", secrets.token_hex(16))
@@ -207,9 +209,12 @@ def superset_env() -> Path:
     return venv / "bin"
 
 
-def warehouse_run(tmp: Path, landing: Path, data: Path) -> str:
-    """`warehouse run` of the project's CLI (as `make run`): publishes data/warehouse.duckdb."""
-    settings = dataclasses.replace(settings_for(landing, data), airflow_home=tmp / "airflow")
+def warehouse_run(tmp: Path, landing: Path, data: Path, serve_url: str) -> str:
+    """`warehouse run` of the project's CLI (as `make run`): publishes data/warehouse.duckdb,
+    and the marts to PostgreSQL at `serve_url`."""
+    settings = dataclasses.replace(
+        settings_for(landing, data), airflow_home=tmp / "airflow", serve_postgres_url=serve_url
+    )
     env = {**os.environ, **settings.environment()}
     result = subprocess.run(
         [str(REPO / ".venv/bin/warehouse"), "run", "--no-report"],
@@ -253,7 +258,8 @@ def as_postgres(command: list[str]) -> list[str]:
 def postgres():
     """Superset's metadata database as the compose has it: a PostgreSQL cluster (Debian's
     package) on 127.0.0.1, its `superset` user and database made by the compose's own
-    docker/postgres/init-superset-db.sh. Yields the environment Superset needs to reach it."""
+    docker/postgres/init-superset-db.sh, the served warehouse by init-warehouse-db.sh. Yields
+    the environment Superset needs to reach it, and the publisher's URL."""
     versions = sorted(
         Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3])
     )
@@ -262,6 +268,7 @@ def postgres():
     # Its own folder, outside pytest's (mode 0700) tree so that the postgres user reaches it.
     root = Path(tempfile.mkdtemp(prefix="superset-postgres-"))
     password, superset_password = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    reader_password = secrets.token_urlsafe(24)
     (root / "pwfile").write_text(password + "\n")
     if os.geteuid() == 0:
         shutil.chown(root, "postgres")
@@ -318,22 +325,25 @@ def postgres():
             assert process.poll() is None, (root / "postgres.log").read_text()
             assert time.monotonic() < deadline, "PostgreSQL did not start in 60 s"
             time.sleep(0.5)
-        subprocess.run(
-            ["bash", str(REPO / "docker/postgres/init-superset-db.sh")],
-            env={
-                **client,
-                "POSTGRES_USER": "airflow",
-                "POSTGRES_DB": "postgres",
-                "SUPERSET_DB_PASSWORD": superset_password,
-            },
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
+        # The compose's init scripts, in the order its Postgres runs them (by name).
+        secrets_of = {
+            "init-superset-db.sh": {"SUPERSET_DB_PASSWORD": superset_password},
+            "init-warehouse-db.sh": {"WAREHOUSE_READER_PASSWORD": reader_password},
+        }
+        for script, secret in secrets_of.items():
+            subprocess.run(
+                ["bash", str(REPO / "docker/postgres" / script)],
+                env={**client, "POSTGRES_USER": "airflow", "POSTGRES_DB": "postgres", **secret},
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
         yield {
             "SUPERSET_DB_HOST": "127.0.0.1",
             "SUPERSET_DB_PORT": str(port),
             "SUPERSET_DB_PASSWORD": superset_password,
+            "WAREHOUSE_READER_PASSWORD": reader_password,
+            "WAREHOUSE_SERVE_POSTGRES_URL": f"postgresql://airflow:{password}@127.0.0.1:{port}/warehouse",
         }
     finally:
         if process is not None:
@@ -349,7 +359,8 @@ def stack(superset_env, postgres, tmp_path_factory):
     landing, data, home = tmp / "landing", tmp / "data", tmp / "home"
     shutil.copytree(SEEDS, landing, ignore=shutil.ignore_patterns("README.md"))
     home.mkdir()
-    first_run = warehouse_run(tmp, landing, data)
+    serve_url = postgres["WAREHOUSE_SERVE_POSTGRES_URL"]
+    first_run = warehouse_run(tmp, landing, data, serve_url)
     published = time.monotonic()
 
     port = free_port()
@@ -405,6 +416,7 @@ def stack(superset_env, postgres, tmp_path_factory):
             "run_id": first_run,
             "timings": timings,
             "bin": superset_env,
+            "serve_url": serve_url,
         }
     finally:
         stop(process)
@@ -442,8 +454,8 @@ class Client:
     def delete(self, path: str) -> requests.Response:
         return self.session.delete(f"{self.url}{path}", timeout=REQUEST_TIMEOUT)
 
-    def charts(self) -> dict[str, int]:
-        response = self.get(f"/api/v1/dashboard/{DASHBOARD}/charts")
+    def charts(self, dashboard: str = DASHBOARD) -> dict[str, int]:
+        response = self.get(f"/api/v1/dashboard/{dashboard}/charts")
         assert response.status_code == 200, response.text
         return {chart["slice_name"]: chart["id"] for chart in response.json()["result"]}
 
@@ -479,19 +491,34 @@ def test_every_chart_serves_rows_from_the_published_warehouse(stack):
 
 
 @pytest.mark.slow
-def test_dashboard_draws_every_chart_in_headless_chromium(stack):
+def test_the_postgresql_dashboard_serves_the_same_rows(stack):
+    """The bundle's second connection: the same charts over the marts PostgreSQL serves."""
+    admin = Client(stack["url"], *ADMIN)
+    on_duckdb, on_postgres = admin.charts(), admin.charts(POSTGRES_DASHBOARD)
+    assert set(on_postgres) == set(on_duckdb) and len(on_postgres) == 3
+    assert not set(on_postgres.values()) & set(on_duckdb.values())  # charts of their own
+    for name, chart_id in on_postgres.items():
+        rows = admin.chart_data(chart_id)
+        assert rows, name
+        assert rows == admin.chart_data(on_duckdb[name]), name  # the doubles too, exactly
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dashboard", [DASHBOARD, POSTGRES_DASHBOARD])
+def test_dashboard_draws_every_chart_in_headless_chromium(stack, dashboard):
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     assert chromium and driver, "`make test-packages` installs Debian's chromium and its driver"
     started = time.monotonic()
-    SCREENSHOT.parent.mkdir(exist_ok=True)
+    screenshot = SCREENSHOT if dashboard == DASHBOARD else SCREENSHOT.with_stem(dashboard)
+    screenshot.parent.mkdir(exist_ok=True)
     process = subprocess.Popen(
         [
             str(stack["bin"] / "python"),
             str(REPO / "tests/superset_browser.py"),
             stack["url"],
             *ANALYST,  # the read-only analyst: the dashboard's audience
-            DASHBOARD,
-            str(SCREENSHOT),
+            dashboard,
+            str(screenshot),
             str(stack["tmp"] / "chromium-profile"),
         ],
         stdout=subprocess.PIPE,
@@ -505,13 +532,13 @@ def test_dashboard_draws_every_chart_in_headless_chromium(stack):
         stop(process)
     assert process.returncode == 0, err[-3000:]
     page = json.loads(out)
-    assert f"/superset/dashboard/{DASHBOARD}/" in page["url"]
+    assert f"/superset/dashboard/{dashboard}/" in page["url"]
     charts = page["charts"]
     assert len(charts) == 3, charts
     for chart in charts:
         assert chart["drawn"] and not chart["errors"] and not chart["loading"], chart
     assert not page["page_errors"]
-    assert SCREENSHOT.stat().st_size > 50_000
+    assert screenshot.stat().st_size > 50_000
     # What the dashboard asked for is what the charts' saved query contexts hold.
     saved = {}
     for path in (BI / "dashboard/charts").glob("*.yaml"):
@@ -521,7 +548,7 @@ def test_dashboard_draws_every_chart_in_headless_chromium(stack):
     assert len(asked) == 3
     for queries in saved.values():
         assert queries in asked
-    print(f"\nbrowser: {time.monotonic() - started:.1f} s, screenshot {SCREENSHOT}")
+    print(f"\nbrowser: {time.monotonic() - started:.1f} s, screenshot {screenshot}")
 
 
 @pytest.mark.slow
@@ -573,7 +600,7 @@ def test_a_new_publish_is_served_without_a_restart(stack):
     december = (spend / "usage_2024_12.csv").read_text()
     (spend / "usage_2025_01.csv").write_text(december.replace("2024-12-", "2025-01-"))
     started = time.monotonic()
-    second_run = warehouse_run(stack["tmp"], stack["landing"], stack["data"])
+    second_run = warehouse_run(stack["tmp"], stack["landing"], stack["data"], stack["serve_url"])
     assert second_run != stack["run_id"]
 
     after = admin.chart_data(hhi_chart)

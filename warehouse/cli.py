@@ -237,6 +237,13 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     )
     for mart, rows in manifest["row_counts"].items():
         print(f"  {mart:<28} {rows:>10,} rows")
+    print(f"duckdb: {settings.published_db} serves run {manifest['run_id']}")
+    if settings.serve_postgres_url:
+        from warehouse.publish.postgres import served_run
+
+        served = served_run(settings.serve_postgres_url)  # asked of the target itself
+        state = f"serves run {served['run_id']}" if "run_id" in served else served["error"]
+        print(f"postgres: {served['target']} {state}")
     return 0
 
 

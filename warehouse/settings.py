@@ -271,6 +271,15 @@ class Settings:
         _folder,
         shown="`<data>/spark/warehouse`",
     )
+    # A libpq URL; its password, if any, is better kept in a password file (PGPASSFILE).
+    serve_postgres_url: str | None = setting(
+        "WAREHOUSE_SERVE_POSTGRES_URL",
+        None,
+        "a PostgreSQL database each publish also loads the marts into, for BI tools (a libpq"
+        " URL; `make up` and compose set their own `warehouse` database); unset: DuckDB only",
+        shown="unset",
+        secret=True,
+    )
 
     def __post_init__(self) -> None:
         for name, row in _rows():

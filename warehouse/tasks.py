@@ -122,8 +122,9 @@ def changes(run_id: str | None, full_refresh: bool = False) -> dict | None:
 
 
 def publish(validation: dict, run_id: str | None, inputs: dict | None = None) -> dict:
-    """Publish the audited marts (readers of the old file keep their view); returns what the
-    published Asset's event carries: the run, the time, the row counts and the file."""
+    """Publish the audited marts (readers of the old file keep their view), and to PostgreSQL
+    when it is set; returns what the published Asset's event carries: the run, the time, the
+    row counts, the file (and the PostgreSQL target)."""
     from warehouse.publish import publish as publish_build
 
     settings = Settings.from_env()
@@ -131,6 +132,8 @@ def publish(validation: dict, run_id: str | None, inputs: dict | None = None) ->
         manifest = publish_build(settings, run_id, validation, inputs)
     published = {key: manifest[key] for key in ("run_id", "published_at", "row_counts")}
     published["warehouse"] = str(settings.published_db)
+    if "postgres" in manifest:  # the second target: the same run's marts on PostgreSQL
+        published["postgres"] = manifest["postgres"]["target"]
     return published
 
 

@@ -2,8 +2,8 @@
 
 Run by bootstrap.sh after the import (idempotent). The role is Gamma's permissions without
 any that write (create, edit, delete, import, share), plus read access to every dataset of
-the warehouse connection: an analyst opens the dashboard and its charts, and every write is
-refused (403).
+the warehouse's connections (DuckDB and PostgreSQL): an analyst opens the dashboards and their
+charts, and every write is refused (403).
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import os
 from superset.app import create_app
 
 ROLE = "Analyst"
-DATABASE = "AI revenue warehouse"
+# The warehouse's connections: its DuckDB file, and the same marts served by PostgreSQL.
+DATABASES = ("AI revenue warehouse", "AI revenue warehouse (PostgreSQL)")
 # Gamma's permissions that create, change, delete or share something: never an analyst's.
 WRITES = {
     "can_add",
@@ -50,8 +51,9 @@ def main() -> None:
 
         gamma = security_manager.find_role("Gamma")
         reads = [pv for pv in gamma.permissions if is_read(pv)]
-        database = db.session.query(Database).filter_by(database_name=DATABASE).one()
-        datasets = db.session.query(SqlaTable).filter_by(database_id=database.id).all()
+        databases = db.session.query(Database).filter(Database.database_name.in_(DATABASES))
+        ids = [database.id for database in databases]
+        datasets = db.session.query(SqlaTable).filter(SqlaTable.database_id.in_(ids)).all()
         for dataset in datasets:
             reads.append(
                 security_manager.add_permission_view_menu("datasource_access", dataset.perm)

@@ -21,22 +21,13 @@ superset fab create-admin --username admin --firstname Warehouse --lastname Admi
   --email admin@localhost --password "${SUPERSET_ADMIN_PASSWORD}"
 superset init
 
-# The bundle is the folder's YAML zipped; the connection points at $data_dir/warehouse.duckdb
-# (the files say /warehouse/warehouse.duckdb, the container's path).
+# The bundle: the folder's YAML zipped by bundle.py, the DuckDB connection pointed at
+# $data_dir/warehouse.duckdb (the files say /warehouse/warehouse.duckdb, the container's path),
+# the PostgreSQL one given WAREHOUSE_READER_PASSWORD, and the dashboard copied onto it.
+: "${WAREHOUSE_READER_PASSWORD:?set WAREHOUSE_READER_PASSWORD}"
 bundle_dir=$(mktemp -d)
 bundle=$bundle_dir/warehouse_dashboard.zip
-python - "$bi_dir/dashboard" "$bundle" "$data_dir/warehouse.duckdb" <<'PY'
-import pathlib, sys, zipfile
-
-root, bundle, warehouse = pathlib.Path(sys.argv[1]), sys.argv[2], pathlib.Path(sys.argv[3])
-with zipfile.ZipFile(bundle, "w") as archive:
-    for path in sorted(root.rglob("*.yaml")):
-        text = path.read_text()
-        text = text.replace(
-            "duckdb:////warehouse/warehouse.duckdb", f"duckdb:///{warehouse.absolute()}"
-        )
-        archive.writestr(f"warehouse_dashboard/{path.relative_to(root).as_posix()}", text)
-PY
+python "$bi_dir/bundle.py" "$bi_dir/dashboard" "$bundle" "$data_dir/warehouse.duckdb"
 superset import-dashboards --path "$bundle" --username admin
 rm -rf "$bundle_dir"
 

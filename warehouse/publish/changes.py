@@ -12,7 +12,9 @@ The answer compares what the last publish was built from, recorded in its manife
 - `dbt_project`: every file of the dbt project (models, macros, tests, `dbt_project.yml`, ...),
   so a changed model, test or description (which publish carries as comments) changes it;
 - `expectations`: the audit's suites and claims (`expectations/*.yml`);
-- `build`: the engine and dbt target the marts were built with.
+- `build`: the engine and dbt target the marts were built with;
+- `serve`: the PostgreSQL target the marts were also served from (none when unset), so a newly
+  configured or moved target gets this build's marts.
 
 A run asked for a full refresh, a data folder with no publish (or a publish whose files are
 gone), or a manifest without `inputs` (written before them) always rebuilds.
@@ -76,7 +78,16 @@ def current_inputs(settings: Settings) -> dict[str, str]:
         "dbt_project": _hash_files(DBT_PROJECT_DIR, project_files(DBT_PROJECT_DIR)),
         "expectations": _hash_files(EXPECTATIONS_DIR, list(EXPECTATIONS_DIR.glob("*.yml"))),
         "build": f"{settings.engine}/{settings.dbt_target}",
+        "serve": _serve_target(settings),
     }
+
+
+def _serve_target(settings: Settings) -> str:
+    if not settings.serve_postgres_url:
+        return "none"
+    from warehouse.publish.postgres import describe_target  # psycopg only when it is served
+
+    return describe_target(settings.serve_postgres_url)
 
 
 # What each input is called when it is the reason to rebuild.
@@ -85,6 +96,7 @@ _CHANGED = {
     "dbt_project": "the dbt project changed",
     "expectations": "the expectations changed",
     "build": "the engine or dbt target changed",
+    "serve": "the PostgreSQL serving target changed",
 }
 
 

@@ -5,7 +5,8 @@ place with `os.replace`, which is atomic on one file system: a reader sees the o
 new one, never half of either, and a reader that already had the old database open keeps its
 consistent old view. The Parquet exports are replaced first, then `warehouse.duckdb`, and the
 manifest last, so the manifest always describes published files. A failure before the swap
-leaves the previous publish untouched.
+leaves the previous publish untouched. With a serving database configured, its schema is
+loaded and swapped in just before the files are (warehouse.publish.postgres).
 
 The published file is written in DuckDB's v1.4 storage format, so that the DuckDB CLI and BI
 drivers that lag the Python package by a release or two can open it. It holds the marts in
@@ -149,6 +150,20 @@ def _swap_in(moves: dict[Path, Path]) -> None:
         os.replace(temporary, final)
 
 
+def _serve_postgres(settings: Settings, staged_db: Path, publication: dict) -> dict:
+    """The second target (warehouse.publish.postgres), loaded and swapped in before any file is
+    replaced: if it fails, the publish fails and both targets keep the previous run; what the
+    manifest records of it."""
+    from warehouse.publish.postgres import SERVED_SCHEMA, describe_target, load_and_swap
+
+    load_and_swap(settings, staged_db, publication)
+    return {
+        "target": describe_target(settings.serve_postgres_url),
+        "schema": SERVED_SCHEMA,
+        "run_id": publication["run_id"],
+    }
+
+
 def publish(settings: Settings, run_id: str, validation: dict, inputs: dict | None = None) -> dict:
     """Publish the build's marts with the validation that passed them; returns the manifest.
     `inputs` is what the build was built from (`warehouse.publish.changes`), recorded so the
@@ -182,6 +197,8 @@ def publish(settings: Settings, run_id: str, validation: dict, inputs: dict | No
         }
         if inputs is not None:
             manifest["inputs"] = inputs
+        if settings.serve_postgres_url:
+            manifest["postgres"] = _serve_postgres(settings, staged_db, publication)
         staged_manifest.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
         moves[staged_manifest] = settings.manifest
         _swap_in(moves)

@@ -14,8 +14,15 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from warehouse.publish.postgres import READER_ROLE
+from warehouse.settings import REPO_ROOT
+
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 ROLE = DATABASE = "airflow"
+# The served warehouse (warehouse.publish.postgres) and its read-only role, which the compose's
+# init script creates; `make up` runs the same script.
+SERVED_DATABASE = "warehouse"
+SERVING_INIT = REPO_ROOT / "docker/postgres/init-warehouse-db.sh"
 
 
 class PostgresError(RuntimeError):
@@ -44,6 +51,44 @@ class Cluster:
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.url,
             "PGPASSFILE": str(self.password_file),
         }
+
+    @property
+    def reader_password_file(self) -> Path:
+        """The BI logins' role's password, as a libpq password file (0600): `PGPASSFILE=...`."""
+        return self.root / "reader.pgpass"
+
+    @property
+    def serve_url(self) -> str:
+        """The served warehouse (WAREHOUSE_SERVE_POSTGRES_URL), its password in PGPASSFILE."""
+        return f"postgresql://{ROLE}@/{SERVED_DATABASE}?host={self.socket_dir}"
+
+    def init_serving(self) -> None:
+        """The served warehouse's database and read-only role, by the compose's own init
+        script; the role's password generated once and kept in `reader_password_file`."""
+        path = self.reader_password_file
+        if path.exists():
+            password = path.read_text().strip().rsplit(":", 1)[1]
+        else:
+            password = secrets.token_hex(24)
+            private_file(path, f"*:*:*:{READER_ROLE}:{password}\n")
+        env = {
+            **self.environment(),
+            "PATH": f"{PG_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PGHOST": str(self.socket_dir),
+            "POSTGRES_USER": ROLE,
+            "POSTGRES_DB": DATABASE,
+            "WAREHOUSE_READER_PASSWORD": password,
+        }
+        result = subprocess.run(
+            ["bash", str(SERVING_INIT)],
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd="/",
+        )
+        if result.returncode != 0:
+            raise PostgresError(f"{SERVING_INIT.name} failed: {result.stdout.strip()[-1500:]}")
 
     def running(self) -> bool:
         if not (self.data_dir / "PG_VERSION").exists():

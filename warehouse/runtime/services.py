@@ -52,6 +52,9 @@ def service_environment(settings: Settings) -> dict[str, str]:
         **os.environ,
         **settings.environment(),
         **Cluster.of(settings.airflow_home).environment(),
+        # The marts served to BI tools: the cluster's `warehouse` database unless set elsewhere.
+        "WAREHOUSE_SERVE_POSTGRES_URL": settings.serve_postgres_url
+        or Cluster.of(settings.airflow_home).serve_url,
         "AIRFLOW__CORE__AUTH_MANAGER": AUTH_MANAGER,
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__CORE__PARALLELISM": "4",  # writers run one at a time (the duckdb_writer pool)
@@ -175,6 +178,7 @@ def start(settings: Settings, timeout: float = 300) -> dict[str, int]:
     state.mkdir(parents=True, exist_ok=True)
     try:
         cluster.start()
+        cluster.init_serving()
     except PostgresError as error:
         raise ServiceError(f"PostgreSQL: {error}") from None
     prepare_airflow_home(settings, env, cluster.root / ".warehouse-ready", logins=True)
