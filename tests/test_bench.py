@@ -25,6 +25,7 @@ MEASUREMENTS = {
     "peer: pandas + insert",
     "peer: dbt seed",
     "DAG rerun, one month added",
+    "DAG rerun, nothing new",
     "DAG parse",
 }
 
@@ -80,9 +81,13 @@ def test_tiny_benchmark_measures_everything_and_the_floor_matches_the_pipeline(t
         "peer: dbt seed / our ingest",
         "peer: pandas + insert / our ingest",
         "one month added / full DAG run",
+        "nothing new / nothing new on the seeds",
     }
     # Each ratio is the quotient of the medians it names, as recorded.
     seconds = {name: result["median_seconds"] for name, result in report["results"].items()}
+    assert report["ratios"]["nothing new / nothing new on the seeds"] == pytest.approx(
+        seconds["DAG rerun, nothing new"] / report["seeds_nothing_new_seconds"], abs=1e-3
+    )
     assert report["ratios"]["pipeline DAG run / floor"] == pytest.approx(
         seconds["pipeline DAG run"] / seconds["floor (one DuckDB script)"], abs=1e-3
     )
