@@ -13,6 +13,7 @@ from cosmos import ProfileConfig
 from cosmos.constants import InvocationMode
 
 from warehouse import tasks
+from warehouse.serve.alerts import RunAlerts
 from warehouse.settings import DAG_ID, WRITER_POOL, Settings
 from warehouse.transform import dbt
 from warehouse.transform.operator import OwnedDbtBuildOperator
@@ -61,6 +62,12 @@ def validate_marts(run_id: str | None = None) -> dict:
     return tasks.validate(run_id)
 
 
+@task(pool=WRITER_POOL, retries=0)
+def freshness(run_id: str | None = None, dag_run=None) -> list[dict]:
+    """Each source's freshness at the run's logical date; stale fails only if so configured."""
+    return tasks.freshness(run_id, dag_run.logical_date or dag_run.run_after)
+
+
 @task(pool=WRITER_POOL, outlets=[tasks.PUBLISHED_WAREHOUSE])
 def publish(validation: dict, run_id: str | None = None, outlet_events=None) -> dict:
     """The audited marts, published atomically; the Asset's event says what was published."""
@@ -81,6 +88,9 @@ def summarize(run_id: str | None = None) -> dict:
     **tasks.dag_settings(SETTINGS),
     doc_md=__doc__,
     tags=["warehouse", SETTINGS.engine, "dbt"],
+    # One message with its cause on a failure; a warning or a recovery on a success.
+    on_failure_callback=RunAlerts(failed=True),
+    on_success_callback=RunAlerts(failed=False),
 )
 def ai_revenue_warehouse():
     @task_group(group_id="ingest")
@@ -127,7 +137,8 @@ def ai_revenue_warehouse():
         ingest() >> export_raw() >> transform >> load_spark_marts() >> validation
     else:
         ingest() >> transform >> validation
-    publish(validation) >> summarize()
+    published = publish(validation)
+    validation >> freshness() >> published >> summarize()
 
 
 ai_revenue_warehouse()

@@ -143,6 +143,13 @@ def _swap_in(moves: dict[Path, Path]) -> None:
         os.replace(temporary, final)
 
 
+def _freshness(settings: Settings, run_id: str) -> list[dict]:
+    from warehouse.ingest.freshness import read_report
+
+    report = read_report(settings)
+    return report["sources"] if report and report["run_id"] == run_id else []
+
+
 def publish(settings: Settings, run_id: str, validation: dict) -> dict:
     """Publish the build's marts with the validation that passed them; returns the manifest."""
     data_dir = settings.data_dir
@@ -171,6 +178,8 @@ def publish(settings: Settings, run_id: str, validation: dict) -> dict:
             },
             "row_counts": counts,
             "validation": validation,
+            # Each source's freshness as this run judged it (warehouse/ingest/freshness.py).
+            "freshness": _freshness(settings, run_id),
         }
         staged_manifest.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
         moves[staged_manifest] = settings.manifest

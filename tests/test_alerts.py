@@ -1,0 +1,170 @@
+"""Alerts reach a person with their cause, through Airflow's SMTP and HTTP notifiers, tested
+against a real SMTP server and a local HTTP endpoint; freshness judged at the run's date."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from datetime import date
+
+import pytest
+
+from tests.alerting import alerting, connections, smtp_server, webhook_server
+from tests.conftest import run_pipeline
+from warehouse.ingest.freshness import judge_one
+from warehouse.ingest.sources import USAGE
+from warehouse.serve.alerts import compose
+
+FACTS = {"dag_id": "ai_revenue_warehouse", "run_id": "r2", "failed": False, "failed_task": None}
+CLAIM = {
+    "suite": "claims",
+    "expectation": "expect_column_values_to_be_between tiktok_share_2024_03",
+    "expected": "0.24 <= x <= 0.26",
+    "observed": "0.397",
+    "rule": "TikTok paid about a quarter of Azure OpenAI",
+}
+STALE = {"source": "usage", "state": "warn", "through": "2024-12-31", "due": "2025-02-05",
+         "days_late": 3, "warn_after_days": 0, "error_after_days": 31, "cadence": "monthly"}  # fmt: skip
+
+
+def test_a_failure_names_the_task_and_the_failed_claim_with_expected_and_observed():
+    alert = compose({**FACTS, "failed": True, "failed_task": "validate", "failures": [CLAIM]})
+    assert alert.kind == "failure"
+    assert alert.subject.startswith("[warehouse] FAILED: ai_revenue_warehouse run r2: ")
+    assert "FAILED at task validate" in alert.body
+    assert "claims: tiktok_share_2024_03: expected 0.24 <= x <= 0.26, observed 0.397" in alert.body
+
+
+def test_a_refused_file_and_a_failing_dbt_test_with_three_rows_are_the_cause():
+    dbt = {"node": "test.ai_revenue.not_null_x", "status": "fail", "message": ["Got 5 results"],
+           "rows": [["a"], ["b"], ["c"], ["d"]]}  # fmt: skip
+    refused = {"file_path": "spend/usage_2025_01.csv", "problem": "missing column amount_usd"}
+    alert = compose({**FACTS, "failed": True, "failed_task": "transform", "dbt": [dbt],
+                     "refused": [refused]})  # fmt: skip
+    assert "refused file spend/usage_2025_01.csv: missing column amount_usd" in alert.body
+    assert "dbt test.ai_revenue.not_null_x: Got 5 results" in alert.body
+    assert alert.body.count("    e.g. ") == 3
+
+
+def test_success_warns_of_stale_sources_and_rejects_recovers_after_a_failure_else_says_nothing():
+    assert compose(FACTS) is None
+    warning = compose({**FACTS, "freshness": [STALE], "rejected": 2})
+    assert warning.kind == "warning"
+    assert warning.subject.endswith("published with 1 stale source, 2 rejected rows")
+    assert "usage: data through 2024-12-31, next due 2025-02-05: STALE (warn)" in warning.body
+    recovery = compose({**FACTS, "previous_failed": True})
+    assert recovery.kind == "recovery" and "RECOVERED" in recovery.subject
+
+
+@pytest.mark.parametrize(
+    ("as_of", "state", "late"),
+    [
+        (date(2025, 2, 5), "fresh", 0),
+        (date(2025, 2, 6), "warn", 1),
+        (date(2025, 3, 9), "error", 32),
+    ],
+)
+def test_the_month_after_the_newest_is_due_by_day_5_of_the_next(as_of, state, late):
+    verdict = judge_one("usage", USAGE.freshness, date(2025, 1, 1), as_of)
+    assert (verdict["due"], verdict["state"], verdict["days_late"]) == ("2025-02-05", state, late)
+
+
+def add_tiktok_double(landing) -> str:
+    """March 2024 restated with TikTok's spend doubled; returns the original text."""
+    march = landing / "spend" / "usage_2024_03.csv"
+    original = march.read_text()
+    lines = original.splitlines()
+    doubled = [lines[0]]
+    for line in lines[1:]:
+        *fields, tokens, amount = line.split(",")
+        if fields[1] == "cus_tiktok":
+            tokens, amount = str(int(tokens) * 2), f"{float(amount) * 2:.2f}"
+        doubled.append(",".join([*fields, tokens, amount]))
+    march.write_text("\n".join(doubled) + "\n")
+    return original
+
+
+@pytest.mark.slow
+def test_a_stale_publish_warns_a_broken_claim_fails_with_its_cause_and_the_fix_recovers(
+    published, monkeypatch
+):
+    with smtp_server() as (port, inbox), webhook_server() as (hook_port, posts):
+        for name, value in connections(port, hook_port).items():
+            monkeypatch.setenv(name, value)
+        settings = alerting(published, webhook=True)
+
+        stale = run_pipeline(settings, "stale")
+        assert stale.succeeded
+        ((subject, text),) = inbox.texts()
+        assert subject.startswith("[warehouse] WARNING: ai_revenue_warehouse run ")
+        assert "published with 2 stale sources" in subject
+        assert "usage: data through 2024-12-31, next due 2025-02-05: STALE (error)" in text
+        assert inbox.messages[0]["To"] == "data-team@example.com, oncall@example.com"
+        assert posts[-1]["text"].startswith(subject) and posts[-1]["kind"] == "warning"
+
+        march = add_tiktok_double(settings.landing_dir)
+        broken = run_pipeline(settings, "broken-claim")
+        assert "validate (failed)" in broken.failed_tasks
+        subject, text = inbox.texts()[1]
+        assert subject.startswith(f"[warehouse] FAILED: ai_revenue_warehouse run {broken.run_id}")
+        assert "FAILED at task validate" in text and "Nothing was published" in text
+        assert "claims: tiktok_share_2024_03: expected 0.24 &lt;= x &lt;= 0.26, observed" in text
+        assert "tiktok_spend_2024_03_usd" in text
+
+        (settings.landing_dir / "spend" / "usage_2024_03.csv").write_text(march)
+        fixed = run_pipeline(settings, "fixed")
+        assert fixed.succeeded
+        subject, text = inbox.texts()[2]
+        assert (
+            subject == f"[warehouse] RECOVERED: ai_revenue_warehouse run {fixed.run_id} succeeded"
+        )
+        assert len(inbox.messages) == 3 and len(posts) == 3
+        for number, (subject, text) in enumerate(inbox.texts()):
+            print(f"--- email {number + 1}\nSubject: {subject}\n{text[:1500]}")
+
+
+@pytest.mark.slow
+def test_a_refused_file_is_the_cause_and_stale_sources_can_fail_the_run(published, monkeypatch):
+    with smtp_server() as (port, inbox):
+        for name, value in connections(port).items():
+            monkeypatch.setenv(name, value)
+        settings = dataclasses.replace(alerting(published), stale_sources="fail")
+        (settings.landing_dir / "spend" / "usage_2025_01.csv").write_text(
+            "usage_date,customer_id,product_line\n2025-01-01,cus_tiktok,azure_openai\n"
+        )
+        refused = run_pipeline(settings, "refused")
+        assert "ingest.usage (failed)" in refused.failed_tasks
+        ((subject, text),) = inbox.texts()
+        assert "FAILED at task ingest.usage" in text
+        assert "refused file spend/usage_2025_01.csv: " in text
+        print(f"--- email\nSubject: {subject}\n{text[:1500]}")
+
+        (settings.landing_dir / "spend" / "usage_2025_01.csv").unlink()
+        stale = run_pipeline(settings, "stale-fails")
+        assert "freshness (failed)" in stale.failed_tasks
+        assert "publish (upstream_failed)" in stale.failed_tasks
+        subject, text = inbox.texts()[1]
+        assert "FAILED at task freshness" in text
+        assert "usage: data through 2024-12-31" in text
+        print(f"--- email\nSubject: {subject}\n{text[:1500]}")
+
+
+@pytest.mark.slow
+def test_a_channel_that_is_down_is_logged_and_the_run_ends_as_it_should(published, monkeypatch):
+    with webhook_server() as (hook_port, _), smtp_server() as (closed_port, _):
+        pass  # both stopped: nothing listens on either port now
+    for name, value in connections(closed_port, hook_port).items():
+        monkeypatch.setenv(name, value)
+    settings = alerting(published, webhook=True)
+    add_tiktok_double(settings.landing_dir)
+    started = time.monotonic()
+    run = run_pipeline(settings, "down")
+    took = time.monotonic() - started
+    assert "validate (failed)" in run.failed_tasks and run.state == "failed"
+    log = run.log_file.read_text()
+    assert "alert via email to data-team@example.com, oncall@example.com failed after" in log
+    assert f"alert via webhook {'warehouse_alert_webhook'} failed after" in log
+    seconds = [float(line.split(" failed after ")[1].split(" s")[0])
+               for line in log.splitlines() if "alert via " in line]  # fmt: skip
+    assert len(seconds) == 2 and max(seconds) < 5, seconds
+    assert took < 600
