@@ -97,5 +97,8 @@ def connections(smtp_port: int, webhook_port: int | None = None) -> dict[str, st
     """The environment variables that define the connections (as an operator would set them)."""
     env = {"AIRFLOW_CONN_SMTP_DEFAULT": smtp_uri(smtp_port)}
     if webhook_port is not None:
-        env[f"AIRFLOW_CONN_{WEBHOOK_CONN.upper()}"] = f"http://127.0.0.1:{webhook_port}/alerts"
+        # The whole URL as the host: HttpHook reads a URI's path as its scheme.
+        env[f"AIRFLOW_CONN_{WEBHOOK_CONN.upper()}"] = json.dumps(
+            {"conn_type": "http", "host": f"http://127.0.0.1:{webhook_port}/alerts"}
+        )
     return env

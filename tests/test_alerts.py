@@ -23,8 +23,16 @@ CLAIM = {
     "observed": "0.397",
     "rule": "TikTok paid about a quarter of Azure OpenAI",
 }
-STALE = {"source": "usage", "state": "warn", "through": "2024-12-31", "due": "2025-02-05",
-         "days_late": 3, "warn_after_days": 0, "error_after_days": 31, "cadence": "monthly"}  # fmt: skip
+STALE = {
+    "source": "usage",
+    "state": "warn",
+    "through": "2024-12-31",
+    "due": "2025-02-05",
+    "days_late": 3,
+    "warn_after_days": 0,
+    "error_after_days": 31,
+    "cadence": "monthly",
+}
 
 
 def test_a_failure_names_the_task_and_the_failed_claim_with_expected_and_observed():
@@ -36,11 +44,16 @@ def test_a_failure_names_the_task_and_the_failed_claim_with_expected_and_observe
 
 
 def test_a_refused_file_and_a_failing_dbt_test_with_three_rows_are_the_cause():
-    dbt = {"node": "test.ai_revenue.not_null_x", "status": "fail", "message": ["Got 5 results"],
-           "rows": [["a"], ["b"], ["c"], ["d"]]}  # fmt: skip
+    dbt = {
+        "node": "test.ai_revenue.not_null_x",
+        "status": "fail",
+        "message": ["Got 5 results"],
+        "rows": [["a"], ["b"], ["c"], ["d"]],
+    }
     refused = {"file_path": "spend/usage_2025_01.csv", "problem": "missing column amount_usd"}
-    alert = compose({**FACTS, "failed": True, "failed_task": "transform", "dbt": [dbt],
-                     "refused": [refused]})  # fmt: skip
+    alert = compose(
+        {**FACTS, "failed": True, "failed_task": "transform", "dbt": [dbt], "refused": [refused]}
+    )
     assert "refused file spend/usage_2025_01.csv: missing column amount_usd" in alert.body
     assert "dbt test.ai_revenue.not_null_x: Got 5 results" in alert.body
     assert alert.body.count("    e.g. ") == 3
@@ -164,7 +177,10 @@ def test_a_channel_that_is_down_is_logged_and_the_run_ends_as_it_should(publishe
     log = run.log_file.read_text()
     assert "alert via email to data-team@example.com, oncall@example.com failed after" in log
     assert f"alert via webhook {'warehouse_alert_webhook'} failed after" in log
-    seconds = [float(line.split(" failed after ")[1].split(" s")[0])
-               for line in log.splitlines() if "alert via " in line]  # fmt: skip
+    seconds = [
+        float(line.split(" failed after ")[1].split(" s")[0])
+        for line in log.splitlines()
+        if "alert via " in line
+    ]
     assert len(seconds) == 2 and max(seconds) < 5, seconds
     assert took < 600
