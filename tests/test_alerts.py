@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import urllib.error
+import urllib.request
 from datetime import date
 
 import pytest
 
 from tests.alerting import alerting, connections, smtp_server, webhook_server
-from tests.conftest import run_pipeline
+from tests.conftest import own_airflow, run_pipeline
 from warehouse.ingest.freshness import judge_one
 from warehouse.ingest.sources import USAGE
 from warehouse.serve.alerts import compose
@@ -163,6 +165,29 @@ def test_a_refused_file_is_the_cause_and_stale_sources_can_fail_the_run(publishe
 
 
 @pytest.mark.slow
+def test_a_failing_dbt_test_is_the_cause_with_its_offending_rows(published, monkeypatch):
+    """A build database whose ledger no longer matches the usage fact (two files' counts off by
+    one): dbt's own test fails the build, and the email shows its rows."""
+    import duckdb
+
+    with duckdb.connect(str(published.build_db)) as con:
+        con.execute(
+            "update ingest.ledger set rows_loaded = rows_loaded + 1 where file_path in "
+            "('spend/usage_2024_05.csv', 'spend/usage_2024_06.csv')"
+        )
+    with smtp_server() as (port, inbox):
+        for name, value in connections(port).items():
+            monkeypatch.setenv(name, value)
+        run = run_pipeline(alerting(published), "dbt-test")
+    assert "transform (failed)" in run.failed_tasks
+    ((subject, text),) = inbox.texts()
+    assert subject.endswith(": dbt test.ai_revenue.assert_usage_fact_holds_every_loaded_row fail")
+    assert "Got 2 results, configured to fail if != 0" in text
+    assert "e.g. spend/usage_2024_05.csv, 4372, 4371" in text
+    print(f"--- email\nSubject: {subject}\n{text[:1500]}")
+
+
+@pytest.mark.slow
 def test_a_channel_that_is_down_is_logged_and_the_run_ends_as_it_should(published, monkeypatch):
     with webhook_server() as (hook_port, _), smtp_server() as (closed_port, _):
         pass  # both stopped: nothing listens on either port now
@@ -184,3 +209,69 @@ def test_a_channel_that_is_down_is_logged_and_the_run_ends_as_it_should(publishe
     ]
     assert len(seconds) == 2 and max(seconds) < 5, seconds
     assert took < 600
+
+
+def fetch(url: str, **headers: str) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+@pytest.mark.slow
+def test_under_the_scheduler_a_failed_run_emails_its_cause_and_the_docs_are_behind_the_login(
+    published, stack_home, monkeypatch
+):
+    """`make up`'s scheduler: the callback runs in Airflow's DAG processor and the email
+    arrives; the dbt docs and the Data Docs are served by the API server to a logged-in user
+    only, and listed in the UI's Browse menu."""
+    from tests.airflow_api import ApiClient
+    from warehouse.runtime import services
+    from warehouse.serve.docs_plugin import URL_PREFIX
+    from warehouse.settings import DAG_ID
+    from warehouse.transform.dbt import generate_docs
+
+    with published.applied():
+        generate_docs(published)
+    add_tiktok_double(published.landing_dir)
+    with smtp_server() as (port, inbox):
+        for name, value in connections(port).items():
+            monkeypatch.setenv(name, value)
+        up = own_airflow(alerting(published), stack_home)
+        services.start(up)  # the DAGs are created unpaused: the scheduled run starts
+        try:
+            password = services.ensure_passwords(up)[services.USERNAME]
+            url = f"http://localhost:{up.airflow_port}"
+            client = ApiClient(url, services.USERNAME, password)
+            deadline = time.monotonic() + 900
+            while not inbox.messages and time.monotonic() < deadline:
+                time.sleep(2)
+            runs = client.dag_runs(DAG_ID)
+            token = client._token
+            pages = {
+                site: fetch(f"{url}{URL_PREFIX}/{site}/index.html", Cookie=f"_token={token}")
+                for site in ("dbt", "gx")
+            }
+            bearer = fetch(f"{url}{URL_PREFIX}/gx/index.html", Authorization=f"Bearer {token}")
+            anonymous = fetch(f"{url}{URL_PREFIX}/gx/index.html")
+            outside = fetch(
+                f"{url}{URL_PREFIX}/gx/..%2F..%2F..%2Fbuild.duckdb", Cookie=f"_token={token}"
+            )
+            views = fetch(f"{url}/api/v2/plugins", Authorization=f"Bearer {token}")
+        finally:
+            services.stop(up.airflow_home)
+    ((subject, text),) = inbox.texts()
+    run = runs[0]
+    assert (run["run_type"], run["state"]) == ("scheduled", "failed")
+    assert subject.startswith(f"[warehouse] FAILED: {DAG_ID} run {run['dag_run_id']}: validate: ")
+    assert "tiktok_share_2024_03" in subject
+    assert "claims: tiktok_share_2024_03: expected 0.24 &lt;= x &lt;= 0.26" in text
+    print(f"--- email under the scheduler\nSubject: {subject}\n{text[:1500]}")
+    assert pages["dbt"][0] == 200 and b"dbt" in pages["dbt"][1]
+    assert pages["gx"][0] == 200 and b"Data Docs" in pages["gx"][1]
+    assert bearer[0] == 200
+    assert anonymous[0] in (401, 403)
+    assert outside[0] == 404
+    assert b"Data Docs (last run)" in views[1] and b"Warehouse docs (dbt)" in views[1]

@@ -15,6 +15,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 
 from airflow.sdk import BaseNotifier
 
@@ -38,7 +39,7 @@ def compose(facts: dict) -> Alert | None:
     run = f"{facts['dag_id']} run {facts['run_id']}"
     if facts["failed"]:
         cause = _cause_lines(facts)
-        headline = cause[0].strip() if cause else f"task {facts['failed_task']} failed"
+        headline = _headline(facts) or f"task {facts['failed_task']} failed"
         lines = [
             f"Run {facts['run_id']} of {facts['dag_id']} FAILED at task {facts['failed_task']}.",
             _kept(facts),
@@ -74,6 +75,24 @@ def compose(facts: dict) -> Alert | None:
     return None
 
 
+def _headline(facts: dict) -> str | None:
+    """The cause in a subject's few words: the failed checks, the refused file, the dbt test,
+    the stale sources."""
+    if failures := facts.get("failures"):
+        names = [check["expectation"].split()[-1] for check in failures]
+        more = f" (+{len(names) - 2} more)" if len(names) > 2 else ""
+        return f"{facts['failed_task']}: failed {', '.join(names[:2])}{more}"
+    if refused := facts.get("refused"):
+        return f"refused {refused[0]['file_path']}: {refused[0]['problem']}"
+    if dbt := facts.get("dbt"):
+        return f"dbt {dbt[0]['node']} {dbt[0]['status']}" + (
+            f" (+{len(dbt) - 1} more)" if len(dbt) > 1 else ""
+        )
+    if facts.get("failed_task") == "freshness" and (stale := _stale(facts)):
+        return "stale " + ", ".join(v["source"] for v in stale)
+    return None
+
+
 def _kept(facts: dict) -> str:
     published = facts.get("published")
     if published:
@@ -85,6 +104,8 @@ def _kept(facts: dict) -> str:
 
 
 def _cause_lines(facts: dict) -> list[str]:
+    from warehouse.ingest.freshness import describe
+
     lines = []
     for refused in facts.get("refused", [])[:SHOWN]:
         lines.append(f"  refused file {refused['file_path']}: {refused['problem']}")
@@ -103,7 +124,8 @@ def _cause_lines(facts: dict) -> list[str]:
         lost = figures["rows_in_landing"] - (
             figures["rows_loaded"] + figures["rows_quarantined"] + figures["rows_rejected"]
         )
-        if lost or figures["loaded_usd"] != figures["marts_usd"]:
+        amounts = {Decimal(figures[k]) for k in ("landing_usd", "loaded_usd", "marts_usd")}
+        if lost or len(amounts) > 1:
             lines.append(
                 f"  reconciliation: {figures['rows_in_landing']:,} rows in the files, "
                 f"{lost:,} unaccounted for; ${figures['landing_usd']} in the files, "
@@ -113,6 +135,8 @@ def _cause_lines(facts: dict) -> list[str]:
         message = failure["message"][0] if failure["message"] else failure["status"]
         lines.append(f"  dbt {failure['node']}: {message}")
         lines += [f"    e.g. {', '.join(row)}" for row in failure["rows"][:SHOWN]]
+    if facts.get("failed_task") == "freshness":
+        lines += [f"  stale: {describe(v)}" for v in _stale(facts) if v["state"] == "error"]
     if facts.get("reason_text") and not lines:
         lines.append(f"  {facts['reason_text']}")
     return lines
@@ -182,7 +206,7 @@ def gather(settings, dag_id: str, run_id: str, failed: bool, failed_task: str | 
         facts["published"] = summary["published"]
         facts["rejected"] = sum(s["rows_rejected_this_run"] for s in summary["sources"])
         facts["quarantined"] = sum(s["rows_quarantined"] for s in summary["sources"])
-        if failed and (failed_task or "").split(".")[0] in DBT_TASKS:
+        if failed and (failed_task or "").split("[")[0] in DBT_TASKS:
             facts["dbt"] = dbt_failures(settings)
     except Exception as error:  # the build database busy (another writer) or never built
         facts["reason_text"] = f"(the build database could not be read: {error})"
@@ -268,7 +292,10 @@ class RunAlerts(BaseNotifier):
         settings = Settings.from_env()
         run_id = context["run_id"]
         ti = context.get("ti")
-        failed_task = ti.task_id if (ti is not None and self.failed) else None
+        failed_task = None
+        if ti is not None and self.failed:  # a mapped task by its index's name: model[stg_x]
+            index = getattr(ti, "rendered_map_index", None) or getattr(ti, "map_index", -1)
+            failed_task = ti.task_id + (f"[{index}]" if index not in (None, -1) else "")
         facts = gather(settings, context["dag"].dag_id, run_id, self.failed, failed_task)
         alert = compose(facts)
         _record(settings, run_id, self.failed)
