@@ -62,7 +62,7 @@ def validate_marts(run_id: str | None = None) -> dict:
     return tasks.validate(run_id)
 
 
-@task(pool=WRITER_POOL, retries=0)
+@task(pool=WRITER_POOL)
 def freshness(run_id: str | None = None, dag_run=None) -> list[dict]:
     """Each source's freshness at the run's logical date; stale fails only if so configured."""
     return tasks.freshness(run_id, dag_run.logical_date or dag_run.run_after)

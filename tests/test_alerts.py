@@ -4,6 +4,10 @@ against a real SMTP server and a local HTTP endpoint; freshness judged at the ru
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -116,6 +120,24 @@ def test_a_stale_publish_warns_a_broken_claim_fails_with_its_cause_and_the_fix_r
         assert "usage: data through 2024-12-31, next due 2025-02-05: STALE (error)" in text
         assert inbox.messages[0]["To"] == "data-team@example.com, oncall@example.com"
         assert posts[-1]["text"].startswith(subject) and posts[-1]["kind"] == "warning"
+
+        # The verdict is in the run's summary, the manifest and `warehouse status`.
+        assert "freshness (as of " in stale.log_file.read_text()
+        manifest = json.loads(settings.manifest.read_text())
+        assert {v["source"]: v["state"] for v in manifest["freshness"]} == {
+            "customers": "fresh",
+            "earnings": "error",
+            "usage": "error",
+        }
+        status = subprocess.run(
+            [sys.executable, "-m", "warehouse.cli", "status"],
+            env={**os.environ, **settings.environment()},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert "  usage: data through 2024-12-31, next due 2025-02-05: STALE (error)" in status
+        assert "  customers: data through " in status and ": fresh" in status
 
         march = add_tiktok_double(settings.landing_dir)
         broken = run_pipeline(settings, "broken-claim")

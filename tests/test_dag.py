@@ -84,7 +84,8 @@ def test_dag_declares_schedule_retries_and_one_writer():
     task_ids = {t.task_id for t in dag.tasks}
     assert {"ingest.customers", "ingest.earnings", "ingest.usage"} <= task_ids
     assert {"validate", "publish", "summarize"} <= task_ids
-    assert dag.get_task("publish").upstream_task_ids == {"validate"}
+    assert dag.get_task("publish").upstream_task_ids == {"validate", "freshness"}
+    assert dag.get_task("freshness").upstream_task_ids == {"validate"}
     # One dbt build, between ingestion and the audit (the whole runs below show what it builds).
     transform = dag.get_task("transform")
     assert transform.upstream_task_ids == {"ingest.earnings", "ingest.usage"}
