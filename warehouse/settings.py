@@ -28,6 +28,7 @@ from typing import Any, dataclass_transform
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DAGS_FOLDER = REPO_ROOT / "dags"
+PLUGINS_FOLDER = REPO_ROOT / "plugins"
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 EXPECTATIONS_DIR = REPO_ROOT / "expectations"
 QUIET_ENV_FILE = REPO_ROOT / "quiet.env"
@@ -438,6 +439,7 @@ class Settings:
         env = {
             **QUIET_ENVIRONMENT,
             "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS_FOLDER),
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             # Not a setting: where dbt's DuckDB spills, the spill folder of every connection.
             "WAREHOUSE_DUCKDB_SPILL_DIR": str(self.spill_dir),

@@ -2,8 +2,8 @@
 own login: an Airflow 3 plugin (a FastAPI app and two external views). Cosmos's docs plugin
 serves dbt's docs only, and to anyone who can reach the API server (its routes check no login).
 
-Registered through the package's `airflow.plugins` entry point (pyproject.toml), so `make up`
-and compose load it from the installed package.
+Loaded from plugins/warehouse_docs.py, Airflow's plugins folder under `make up` and compose
+(compose mounts the project rather than installing it, so an entry point would not be seen).
 """
 
 from __future__ import annotations
