@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+import types
 import urllib.error
 import urllib.request
 from datetime import date
@@ -297,3 +298,30 @@ def test_under_the_scheduler_a_failed_run_emails_its_cause_and_the_docs_are_behi
     assert anonymous[0] in (401, 403)
     assert outside[0] == 404
     assert b"Data Docs (last run)" in views[1] and b"Warehouse docs (dbt)" in views[1]
+
+
+def test_with_no_channel_configured_nothing_is_attempted_and_the_run_says_so_once(
+    settings, monkeypatch, caplog, capfd
+):
+    from warehouse.serve.alerts import RunAlerts
+
+    for name, value in settings.environment().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("WAREHOUSE_ALERT_EMAIL", raising=False)
+    monkeypatch.delenv("WAREHOUSE_ALERT_WEBHOOK_CONN", raising=False)
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", "smtp://127.0.0.1:9?timeout=1")
+    context = {
+        "run_id": "r1",
+        "dag": types.SimpleNamespace(dag_id="ai_revenue_warehouse"),
+        "ti": types.SimpleNamespace(task_id="validate", map_index=-1),
+    }
+    RunAlerts(failed=True).notify(context)
+    out = "".join(capfd.readouterr()) + "".join(r.getMessage() for r in caplog.records)
+    assert out.count("alerts: no channel configured") == 1
+    assert (
+        "(set WAREHOUSE_ALERT_EMAIL and the smtp_default connection, or "
+        "WAREHOUSE_ALERT_WEBHOOK_CONN); nothing sent; the message: "
+        "[warehouse] FAILED: ai_revenue_warehouse run r1: task validate failed"
+    ) in out
+    # The outcome is kept: the next success is a recovery.
+    assert json.loads(settings.alert_state.read_text()) == {"run_id": "r1", "failed": True}

@@ -299,17 +299,17 @@ class RunAlerts(BaseNotifier):
         facts = gather(settings, context["dag"].dag_id, run_id, self.failed, failed_task)
         alert = compose(facts)
         _record(settings, run_id, self.failed)
+        if not (settings.alert_email or settings.alert_webhook_conn):
+            self.log.warning(
+                "alerts: no channel configured (set WAREHOUSE_ALERT_EMAIL and the smtp_default "
+                "connection, or WAREHOUSE_ALERT_WEBHOOK_CONN); nothing sent; the message: %s",
+                alert.subject if alert else "none needed",
+            )
+            return
         if alert is None:
             self.log.info("alerts: run %s needs no message", run_id)
             return
         found = channels(settings, alert)
-        if not found:
-            self.log.warning(
-                "alerts: no channel configured (set WAREHOUSE_ALERT_EMAIL and the smtp_default "
-                "connection, or WAREHOUSE_ALERT_WEBHOOK_CONN); not sent: %s",
-                alert.subject,
-            )
-            return
         # The channels render only their own plain fields (SmtpNotifier: the sender from the
         # connection), in Airflow's default template environment rather than the DAG's.
         plain = {key: value for key, value in context.items() if key != "dag"}
