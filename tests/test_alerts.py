@@ -18,6 +18,7 @@ import pytest
 
 from tests.alerting import alerting, connections, smtp_server, webhook_server
 from tests.conftest import own_airflow, run_pipeline
+from tests.new_work import add_tiktok_double
 from warehouse.ingest.freshness import judge_one
 from warehouse.ingest.sources import USAGE
 from warehouse.serve.alerts import compose
@@ -87,21 +88,6 @@ def test_success_warns_of_stale_sources_and_rejects_recovers_after_a_failure_els
 def test_the_month_after_the_newest_is_due_by_day_5_of_the_next(as_of, state, late):
     verdict = judge_one("usage", USAGE.freshness, date(2025, 1, 1), as_of)
     assert (verdict["due"], verdict["state"], verdict["days_late"]) == ("2025-02-05", state, late)
-
-
-def add_tiktok_double(landing) -> str:
-    """March 2024 restated with TikTok's spend doubled; returns the original text."""
-    march = landing / "spend" / "usage_2024_03.csv"
-    original = march.read_text()
-    lines = original.splitlines()
-    doubled = [lines[0]]
-    for line in lines[1:]:
-        *fields, tokens, amount = line.split(",")
-        if fields[1] == "cus_tiktok":
-            tokens, amount = str(int(tokens) * 2), f"{float(amount) * 2:.2f}"
-        doubled.append(",".join([*fields, tokens, amount]))
-    march.write_text("\n".join(doubled) + "\n")
-    return original
 
 
 @pytest.mark.slow
