@@ -74,6 +74,10 @@ def test_success_warns_of_stale_sources_and_rejects_recovers_after_a_failure_els
     assert warning.kind == "warning"
     assert warning.subject.endswith("published with 1 stale source, 2 rejected rows")
     assert "usage: data through 2024-12-31, next due 2025-02-05: STALE (warn)" in warning.body
+    error = {**STALE, "state": "error"}
+    failed = compose({**FACTS, "failed": True, "failed_task": "freshness", "freshness": [error]})
+    assert failed.subject.endswith(": stale usage")
+    assert failed.body.count("stale: usage: data through 2024-12-31") == 1
     recovery = compose({**FACTS, "previous_failed": True})
     assert recovery.kind == "recovery" and "RECOVERED" in recovery.subject
 

@@ -46,7 +46,7 @@ def compose(facts: dict) -> Alert | None:
             "",
             "Cause:",
             *(cause or [f"  task {facts['failed_task']} failed; see its log"]),
-            *_warning_lines(facts),
+            *(line for line in _warning_lines(facts) if line not in cause),
             "",
             *facts.get("where", []),
         ]
