@@ -15,6 +15,7 @@ from cosmos import ProfileConfig
 from cosmos.constants import InvocationMode
 
 from warehouse import tasks
+from warehouse.serve.alerts import RunAlerts
 from warehouse.settings import DAG_ID, WRITER_POOL, Settings
 from warehouse.transform import dbt
 from warehouse.transform.operator import OwnedDbtBuildOperator
@@ -71,6 +72,12 @@ def validate_marts(run_id: str | None = None) -> dict:
     return tasks.validate(run_id)
 
 
+@task(pool=WRITER_POOL)
+def freshness(run_id: str | None = None, dag_run=None) -> list[dict]:
+    """Each source's freshness at the run's logical date; stale fails only if so configured."""
+    return tasks.freshness(run_id, dag_run.logical_date or dag_run.run_after)
+
+
 @task(pool=WRITER_POOL, outlets=[tasks.PUBLISHED_WAREHOUSE])
 def publish(
     validation: dict, run_id: str | None = None, outlet_events=None, inputs: dict | None = None
@@ -97,6 +104,9 @@ def summarize(run_id: str | None = None) -> dict:
     # `warehouse run --full-refresh`, or a trigger with {"full_refresh": true}: rebuild every
     # model from raw (dbt's --full-refresh), even when nothing changed.
     params={"full_refresh": Param(False, type="boolean", description="Rebuild every model.")},
+    # One message with its cause on a failure; a warning or a recovery on a success.
+    on_failure_callback=RunAlerts(failed=True),
+    on_success_callback=RunAlerts(failed=False),
 )
 def ai_revenue_warehouse():
     @task_group(group_id="ingest")
@@ -138,14 +148,18 @@ def ai_revenue_warehouse():
     transform >> results
     model.expand(node=results)
 
+    loaded = ingest()
     validation = validate_marts()
     inputs = changes()
     if SETTINGS.engine == "spark":
         # Parse-time choice: on DuckDB (the default) the DAG has neither task.
-        ingest() >> inputs >> export_raw() >> transform >> load_spark_marts() >> validation
+        loaded >> inputs >> export_raw() >> transform >> load_spark_marts() >> validation
     else:
-        ingest() >> inputs >> transform >> validation
-    publish(validation, inputs=inputs) >> summarize()
+        loaded >> inputs >> transform >> validation
+    # Judged on every run, rebuilt or not; a stale source, when set to fail, stops the publish.
+    fresh = freshness()
+    loaded >> fresh
+    fresh >> publish(validation, inputs=inputs) >> summarize()
 
 
 ai_revenue_warehouse()

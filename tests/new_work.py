@@ -1,5 +1,5 @@
 """New work for a run over an already published landing folder, shared by the fault tests
-(tests/test_faults.py) and the runtime tests (tests/test_runtime.py)."""
+(tests/test_faults.py), the runtime, publish and alert tests."""
 
 from __future__ import annotations
 
@@ -19,3 +19,18 @@ def restate_and_add_a_month(landing: Path) -> None:
     (landing / "spend" / "usage_2025_01.csv").write_text(
         "\n".join([december[0]] + [r.replace("2024-12-", "2025-01-") for r in december[1:]]) + "\n"
     )
+
+
+def add_tiktok_double(landing: Path) -> str:
+    """March 2024 restated with TikTok's spend doubled; returns the original text."""
+    march = landing / "spend" / "usage_2024_03.csv"
+    original = march.read_text()
+    lines = original.splitlines()
+    doubled = [lines[0]]
+    for line in lines[1:]:
+        *fields, tokens, amount = line.split(",")
+        if fields[1] == "cus_tiktok":
+            tokens, amount = str(int(tokens) * 2), f"{float(amount) * 2:.2f}"
+        doubled.append(",".join([*fields, tokens, amount]))
+    march.write_text("\n".join(doubled) + "\n")
+    return original

@@ -241,9 +241,7 @@ def test_airflow_reaches_the_thrift_server_by_configuration_and_defaults_to_duck
         assert env["WAREHOUSE_SPARK_METHOD"] == "thrift"
         assert env["WAREHOUSE_SPARK_HOST"] == "spark-thrift-server"
         # The environment is one Settings understands, DuckDB when nothing is set.
-        resolved = {
-            k: str(v).replace("${WAREHOUSE_ENGINE:-duckdb}", "duckdb") for k, v in env.items()
-        }
+        resolved = {k: re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(v)) for k, v in env.items()}
         settings = Settings.from_env(resolved)
         assert (settings.engine, settings.spark_method) == ("duckdb", "thrift")
         assert settings.spark_port == 10000

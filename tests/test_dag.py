@@ -85,13 +85,14 @@ def test_dag_declares_schedule_retries_and_one_writer():
     assert {"ingest.customers", "ingest.earnings", "ingest.usage"} <= task_ids
     assert {"validate", "publish", "summarize"} <= task_ids
     # Publish records what the build was built from (the changes task's answer).
-    assert dag.get_task("publish").upstream_task_ids == {"validate", "changes"}
+    assert dag.get_task("publish").upstream_task_ids == {"validate", "changes", "freshness"}
     # One dbt build, between ingestion and the audit (the whole runs below show what it builds),
     # unless nothing changed since the last publish: the short-circuit skips it, and through
     # the trigger rules the audit and publish, but not the summary.
     changes = dag.get_task("changes")
     assert changes.upstream_task_ids == {"ingest.earnings", "ingest.usage"}
     assert changes.ignore_downstream_trigger_rules is False
+    assert dag.get_task("freshness").upstream_task_ids == {"ingest.earnings", "ingest.usage"}
     transform = dag.get_task("transform")
     assert transform.upstream_task_ids == {"changes"}
     assert dag.get_task("summarize").trigger_rule == "none_failed"

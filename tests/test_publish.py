@@ -7,28 +7,15 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import duckdb
 import pytest
 
 from tests.conftest import ALL_MARTS, published_files, run_pipeline
+from tests.new_work import add_tiktok_double
 from warehouse.publish import PUBLISHED_STORAGE_VERSION
 
 pytestmark = pytest.mark.slow
-
-
-def add_tiktok_double(landing: Path) -> None:
-    """March 2024 restated with TikTok's spend doubled."""
-    march = landing / "spend" / "usage_2024_03.csv"
-    lines = march.read_text().splitlines()
-    doubled = [lines[0]]
-    for line in lines[1:]:
-        *fields, tokens, amount = line.split(",")
-        if fields[1] == "cus_tiktok":
-            tokens, amount = str(int(tokens) * 2), f"{float(amount) * 2:.2f}"
-        doubled.append(",".join([*fields, tokens, amount]))
-    march.write_text("\n".join(doubled) + "\n")
 
 
 def test_published_file_holds_exactly_the_marts(first_run):

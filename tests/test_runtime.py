@@ -16,6 +16,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -419,6 +421,9 @@ def test_every_task_that_opens_the_build_database_takes_the_lock(settings, monke
         "ingest": lambda: module.load.function("customers", "run"),
         "changes": lambda: module.changes.function(params={"full_refresh": False}, run_id="run"),
         "validate": lambda: module.validate_marts.function("run"),
+        "freshness": lambda: module.freshness.function(
+            "run", types.SimpleNamespace(logical_date=None, run_after=datetime.now(UTC))
+        ),
         "publish": lambda: module.publish.function({}, "run", outlet_events={}),
         "summarize": lambda: module.summarize.function("run"),
     }

@@ -244,7 +244,20 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
         served = served_run(settings.serve_postgres_url)  # asked of the target itself
         state = f"serves run {served['run_id']}" if "run_id" in served else served["error"]
         print(f"postgres: {served['target']} {state}")
+    _print_freshness(settings, manifest)
     return 0
+
+
+def _print_freshness(settings: Settings, manifest: dict) -> None:
+    """The freshness the last run judged (it may be newer than the publish: a failed run)."""
+    from warehouse.ingest.freshness import read_report
+    from warehouse.serve.summary import freshness_lines
+
+    report = read_report(settings)
+    if report is None and manifest.get("freshness"):
+        report = {"as_of": manifest["published_at"][:10], "sources": manifest["freshness"]}
+    for line in freshness_lines(report):
+        print(line)
 
 
 def _marts(args: argparse.Namespace, settings: Settings) -> int:

@@ -28,6 +28,7 @@ from typing import Any, dataclass_transform
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DAGS_FOLDER = REPO_ROOT / "dags"
+PLUGINS_FOLDER = REPO_ROOT / "plugins"
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 EXPECTATIONS_DIR = REPO_ROOT / "expectations"
 QUIET_ENV_FILE = REPO_ROOT / "quiet.env"
@@ -281,6 +282,35 @@ class Settings:
         secret=True,
     )
 
+    # Alerts (warehouse/serve/alerts.py): Airflow's own connections carry the channels.
+    alert_email: str | None = setting(
+        "WAREHOUSE_ALERT_EMAIL",
+        None,
+        "who gets the run's alerts, comma-separated; sent through Airflow's `smtp_default`"
+        " connection (`AIRFLOW_CONN_SMTP_DEFAULT`); unset: no email",
+    )
+    alert_webhook_conn: str | None = setting(
+        "WAREHOUSE_ALERT_WEBHOOK_CONN",
+        None,
+        'the Airflow HTTP connection id the alerts are also POSTed to as JSON (`{"text": ...}`,'
+        " which a Slack incoming webhook accepts); unset: no webhook",
+    )
+    alert_timeout_seconds: float = setting(
+        "WAREHOUSE_ALERT_TIMEOUT_SECONDS",
+        "10",
+        "the longest the end of a run waits for each alert channel; a channel that is down is"
+        " logged, never fails the run",
+        float,
+    )
+    stale_sources: str = setting(
+        "WAREHOUSE_STALE_SOURCES",
+        "warn",
+        "a source past its freshness error threshold (warehouse/ingest/sources.py): `warn`"
+        " publishes with a warning, `fail` fails the run before publish",
+        _word,
+        choices=("warn", "fail"),
+    )
+
     def __post_init__(self) -> None:
         for name, row in _rows():
             if row.choices and getattr(self, name) not in row.choices:
@@ -337,6 +367,16 @@ class Settings:
     def data_docs(self) -> Path:
         """Great Expectations' Data Docs (GX keeps its project in `gx/` of the data folder)."""
         return self.data_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+
+    @property
+    def freshness_report(self) -> Path:
+        """The last run's judgement of each source's freshness."""
+        return self.data_dir / "validation" / "freshness.json"
+
+    @property
+    def alert_state(self) -> Path:
+        """The last run's outcome as the alerts saw it (a recovery follows a failure)."""
+        return self.data_dir / "alerts" / "last_outcome.json"
 
     @property
     def report_dir(self) -> Path:
@@ -408,6 +448,7 @@ class Settings:
         env = {
             **QUIET_ENVIRONMENT,
             "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS_FOLDER),
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             # Not a setting: where dbt's DuckDB spills, the spill folder of every connection.
             "WAREHOUSE_DUCKDB_SPILL_DIR": str(self.spill_dir),

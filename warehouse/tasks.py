@@ -158,3 +158,25 @@ def render_report(events: list) -> str:
     path = render(Settings.from_env())
     print(f"report: {path}")
     return str(path)
+
+
+def freshness(run_id: str | None, logical_date) -> list[dict]:
+    """Judge each source's freshness at the run's logical date, keep the verdict for the
+    summary, the manifest and the alerts; with WAREHOUSE_STALE_SOURCES=fail, a source past its
+    error threshold fails the run before publish (a retry cannot deliver a file)."""
+    from warehouse.ingest.freshness import describe, judge, stale, write_report
+
+    settings = Settings.from_env()
+    as_of = (logical_date or pendulum.now("UTC")).date()
+    with hold_data_lock(settings, "freshness", run_id):
+        verdicts = judge(settings, as_of)
+        write_report(settings, run_id, as_of, verdicts)
+    for verdict in verdicts:
+        print(describe(verdict))
+    errors = stale(verdicts, "error")
+    if errors and settings.stale_sources == "fail":
+        raise AirflowFailException(
+            "stale sources, nothing was published (WAREHOUSE_STALE_SOURCES=fail): "
+            + "; ".join(describe(v) for v in errors)
+        )
+    return verdicts

@@ -54,6 +54,25 @@ class Reference:
 
 
 @dataclass(frozen=True)
+class Freshness:
+    """When a source's next delivery is due, and how late is a warning or an error.
+
+    `covered_until` is SQL over the build database giving the first day after the newest period
+    the source has delivered. The next period (`every_months` long) is due on day `due_day`
+    after it ends; a run whose logical date is more than `warn_after_days` past that is warned
+    about, more than `error_after_days` past is an error (it fails the run before publish when
+    WAREHOUSE_STALE_SOURCES is `fail`).
+    """
+
+    covered_until: str
+    every_months: int
+    due_day: int
+    warn_after_days: int
+    error_after_days: int
+    cadence: str  # in words, for the summary and the alert
+
+
+@dataclass(frozen=True)
 class Source:
     name: str
     table: str  # loaded into raw.<table>
@@ -71,6 +90,7 @@ class Source:
     # Whether a row whose key another file of the source holds is quarantined (the source
     # spreads one table over many files, as usage does by month).
     unique_across_files: bool = False
+    freshness: Freshness | None = None
 
     @property
     def header(self) -> list[str]:
@@ -111,6 +131,16 @@ CUSTOMERS = Source(
     key=("customer_id",),
     identifiers=("customer_id",),
     accepted={"segment": tuple(ACCEPTED["segments"])},
+    # A reference list without dates: its delivery (the current file's load) counts, once a year.
+    freshness=Freshness(
+        covered_until="select max(loaded_at)::date + 1 from ingest.current_files "
+        "where source = 'customers'",
+        every_months=12,
+        due_day=1,
+        warn_after_days=0,
+        error_after_days=90,
+        cadence="the customer list, re-delivered at least once a year",
+    ),
 )
 
 EARNINGS = Source(
@@ -147,6 +177,17 @@ EARNINGS = Source(
             # FY N Qq ends in calendar month 3q+6 of year N-1 (fiscal year ends 30 June).
             "reported_on < make_date(fiscal_year - 1, 1, 1) + to_months(3 * fiscal_quarter + 6)",
         ),
+    ),
+    # Each fiscal quarter's results, within 45 days of its end (Microsoft reports in about 4
+    # weeks); the quarter after the newest one reported ends 3 months after it.
+    freshness=Freshness(
+        covered_until="select max(make_date(fiscal_year - 1, 1, 1) + to_months(3 * fiscal_quarter"
+        " + 6))::date from raw.earnings",
+        every_months=3,
+        due_day=45,
+        warn_after_days=0,
+        error_after_days=45,
+        cadence="each fiscal quarter's results by day 45 after the quarter ends",
     ),
 )
 
@@ -193,6 +234,16 @@ USAGE = Source(
     # Customers load first (the DAG's order); spend for a customer not yet registered waits in
     # quarantine until customers.csv has it.
     references=(Reference("customer_id", "customers", "customer_id is not in customers.csv"),),
+    # The file for month M by day 5 of month M+1; a month missed entirely is an error.
+    freshness=Freshness(
+        covered_until="select (max(date_trunc('month', usage_date)) + interval 1 month)::date "
+        "from raw.usage",
+        every_months=1,
+        due_day=5,
+        warn_after_days=0,
+        error_after_days=31,
+        cadence="the file for month M by day 5 of month M+1",
+    ),
 )
 
 SOURCES: dict[str, Source] = {s.name: s for s in (CUSTOMERS, EARNINGS, USAGE)}

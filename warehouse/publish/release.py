@@ -150,6 +150,13 @@ def _swap_in(moves: dict[Path, Path]) -> None:
         os.replace(temporary, final)
 
 
+def _freshness(settings: Settings, run_id: str) -> list[dict]:
+    from warehouse.ingest.freshness import read_report
+
+    report = read_report(settings)
+    return report["sources"] if report and report["run_id"] == run_id else []
+
+
 def _serve_postgres(settings: Settings, staged_db: Path, publication: dict) -> dict:
     """The second target (warehouse.publish.postgres), loaded and swapped in before any file is
     replaced: if it fails, the publish fails and both targets keep the previous run; what the
@@ -194,6 +201,8 @@ def publish(settings: Settings, run_id: str, validation: dict, inputs: dict | No
             },
             "row_counts": counts,
             "validation": validation,
+            # Each source's freshness as this run judged it (warehouse/ingest/freshness.py).
+            "freshness": _freshness(settings, run_id),
         }
         if inputs is not None:
             manifest["inputs"] = inputs

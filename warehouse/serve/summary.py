@@ -69,7 +69,16 @@ def build_summary(settings: Settings, run_id: str | None = None) -> dict:
         "retracted": [f for (f,) in retracted],
         "ignored": [{"file_path": f, "reason": r} for f, r in ignored],
         "headline": headline,
+        "freshness": _freshness(settings, run_id),
     }
+
+
+def _freshness(settings: Settings, run_id: str | None) -> dict | None:
+    """The freshness judgement of this run (or the last one, when no run is named)."""
+    from warehouse.ingest.freshness import read_report
+
+    report = read_report(settings)
+    return report if report and (run_id is None or report["run_id"] == run_id) else None
 
 
 def dbt_failures(settings: Settings) -> list[dict]:
@@ -165,9 +174,21 @@ def format_summary(summary: dict) -> str:
             f"with {h['top1_share']:.2%} of ${h['total_spend_usd'] / 1e6:,.1f}M, "
             f"HHI {h['hhi']:,.0f} ({h['concentration_level'].replace('_', ' ')})"
         )
+    lines += freshness_lines(summary.get("freshness"))
     lines.append(f"build database: {summary['database']}")
     lines += _audit_lines(summary)
     return "\n".join(lines)
+
+
+def freshness_lines(report: dict | None) -> list[str]:
+    """Each source's freshness at the judged run's logical date."""
+    from warehouse.ingest.freshness import describe
+
+    if not report:
+        return []
+    return [f"freshness (as of {report['as_of']}):"] + [
+        f"  {describe(verdict)}" for verdict in report["sources"]
+    ]
 
 
 def _audit_lines(summary: dict) -> list[str]:
