@@ -156,10 +156,12 @@ def ai_revenue_warehouse():
         loaded >> inputs >> export_raw() >> transform >> load_spark_marts() >> validation
     else:
         loaded >> inputs >> transform >> validation
-    # Judged on every run, rebuilt or not; a stale source, when set to fail, stops the publish.
+    # Judged on every run, rebuilt or not; a stale source, when set to fail, stops the publish
+    # and fails the run through the summary, even when nothing new skipped the publish.
     fresh = freshness()
-    loaded >> fresh
-    fresh >> publish(validation, inputs=inputs) >> summarize()
+    summary = summarize()
+    loaded >> fresh >> publish(validation, inputs=inputs) >> summary
+    fresh >> summary
 
 
 ai_revenue_warehouse()

@@ -96,6 +96,8 @@ def test_dag_declares_schedule_retries_and_one_writer():
     transform = dag.get_task("transform")
     assert transform.upstream_task_ids == {"changes"}
     assert dag.get_task("summarize").trigger_rule == "none_failed"
+    # A failed freshness fails the run even when nothing new skipped the publish.
+    assert dag.get_task("summarize").upstream_task_ids == {"publish", "freshness"}
     assert dag.params["full_refresh"] is False
     assert transform.full_refresh == "{{ params.full_refresh }}"
     assert dag.get_task("validate").upstream_task_ids == {"transform"}
