@@ -113,6 +113,71 @@ def test_symlink_to_a_file_outside_the_landing_folder_is_refused(bare, tmp_path)
     assert outcome.loaded == {}
 
 
+def _loop(spend_dir):
+    (spend_dir / "usage_2024_04.csv").symlink_to("usage_2024_04.csv")
+
+
+def _dangling(spend_dir):
+    (spend_dir / "usage_2024_04.csv").symlink_to("usage_2024_09.csv")
+
+
+def _folder(spend_dir):
+    (spend_dir / "april").mkdir()
+    (spend_dir / "usage_2024_04.csv").symlink_to("april")
+
+
+def _pipe(spend_dir):
+    os.mkfifo(spend_dir / "usage_2024_04.csv")
+
+
+NOT_A_FILE = {
+    "a symlink loop": (_loop, "a symbolic link that leads back to itself"),
+    "a dangling symlink": (_dangling, "a link to usage_2024_09.csv, which does not exist"),
+    "a symlink to a folder": (_folder, "a link to a folder ("),
+    "a named pipe": (_pipe, "not a regular file (a pipe, socket or device)"),
+}
+
+
+@pytest.mark.parametrize("make, problem", NOT_A_FILE.values(), ids=NOT_A_FILE.keys())
+def test_a_landing_entry_that_is_not_a_readable_file_is_refused_by_name(bare, make, problem):
+    """Refused in one line naming the file, never raised as a Python error (which the task
+    would retry as a transient fault) and never opened (a pipe would block the run); the other
+    files load."""
+    good = spend(bare, "usage_2024_03.csv", HEADER + b"".join(GOOD))
+    make(bare.landing_dir / "spend")
+    ingest_source("customers", "run", bare)
+
+    with pytest.raises(SourceRefusedError) as refused:
+        ingest_source("usage", "run", bare)
+
+    (refusal,) = refused.value.refusals
+    assert refusal.file_path == "spend/usage_2024_04.csv"
+    assert problem in refusal.problem and "\n" not in str(refusal)
+    assert accounted(bare).loaded == {good: 3}
+
+
+def test_a_landing_file_the_run_may_not_read_is_refused_by_name(bare, monkeypatch):
+    """Permission denied on a landing file is that file's problem, not a storage fault that
+    stops the run (simulated: the tests may run as root, who reads everything)."""
+    from warehouse.ingest import load
+
+    good = spend(bare, "usage_2024_03.csv", HEADER + b"".join(GOOD))
+    locked = spend(bare, "usage_2024_04.csv", HEADER)
+    scan = load.scan_file
+
+    def denied(path):
+        if path.name == "usage_2024_04.csv":
+            raise PermissionError(13, "Permission denied", str(path))
+        return scan(path)
+
+    monkeypatch.setattr(load, "scan_file", denied)
+    ingest_sources(bare)
+    outcome = accounted(bare)
+
+    assert outcome.refused == {locked: "cannot be read (Permission denied)"}
+    assert outcome.loaded == {good: 3}
+
+
 # -- rows rejected with a reason -------------------------------------------------------------
 
 REJECTED = {
@@ -140,8 +205,12 @@ REJECTED = {
     "non-UTF-8 bytes in a row": (b"2024-03-03,cus_g42,azure_openai,gpt\xff4o,5,1.00\n", ""),
     "very long line": (
         b"2024-03-03,cus_g42,azure_openai," + b"x" * 3_000_000 + b",5,1.00\n",
-        "",
+        "the line is 3,000,039 bytes, longer than the 2,000,000 the reader reads",
     ),
+    # A hostile feed's lines: the reader drops a line this long without a reject of its own.
+    "50 MB of commas": (b"," * 50_000_000 + b"\n", "the line is 50,000,000 bytes"),
+    "50 MB without a comma or quote": (b"x" * 50_000_000 + b"\n", "50,000,000 bytes"),
+    "a credit note": (b"2024-03-03,cus_g42,azure_openai,gpt-4o,5,-250.00\n", "a credit note"),
 }
 
 
@@ -155,7 +224,36 @@ def test_bad_row_is_rejected_with_its_line_and_reason_and_the_rest_load(bare, li
     assert outcome.loaded == {name: 3}
     (only,) = outcome.rejects[name]
     assert only[0] == 5  # the header is line 1, the good rows lines 2-4
-    assert reason in only[1]
+    assert reason in only[1] and len(only[1]) < 200
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"], ids=["LF", "CRLF"])
+def test_a_line_too_long_to_read_is_rejected_by_its_number_wherever_it_sits(bare, newline):
+    """Before other rows (which keep their own line numbers), and last with no line break; its
+    length is the line's, without the line break."""
+    long = b"x" * 5_000_000
+    lines = [HEADER, long + b"\n", *GOOD, long]
+    name = spend(bare, "usage_2024_03.csv", b"".join(lines).replace(b"\n", newline))
+
+    ingest_sources(bare)
+    outcome = accounted(bare)
+
+    assert outcome.loaded == {name: 3}
+    assert [line for line, _ in outcome.rejects[name]] == [2, 6]
+    assert all(why.startswith("the line is 5,000,000 bytes") for _, why in outcome.rejects[name])
+    # The reject keeps the start of the line, not 5 MB of it.
+    assert query(bare, "select raw_line from ingest.rejects") == [("x" * 200 + "…",)] * 2
+
+
+def test_a_header_of_many_columns_is_refused_in_a_short_line(bare):
+    name = spend(bare, "usage_2024_03.csv", b",".join(b"c%d" % i for i in range(100_000)) + b"\n")
+
+    with pytest.raises(SourceRefusedError) as refused:
+        ingest_source("usage", "run", bare)
+
+    assert f"{name}: refused, wrong header: missing column 'usage_date'" in str(refused.value)
+    assert "99,995 more unexpected columns" in str(refused.value)
+    assert len(str(refused.value)) < 1_000
 
 
 def test_out_of_range_dates_are_rejected(bare):
@@ -262,3 +360,33 @@ def test_a_column_whose_type_changed_rejects_its_rows_naming_the_column(bare):
     reasons = outcome.rejected_lines(name)
     assert sorted(reasons) == [2, 3, 4]
     assert all("usage_date" in reason for reason in reasons.values())
+
+
+def test_the_runs_summary_names_each_rejected_rows_file_line_and_reason(bare):
+    """What `warehouse run` prints: a rejected row (a credit note) by file, line and reason,
+    the first few of a run's rejects, and the query for the rest."""
+    from warehouse.serve.summary import REJECTS_SHOWN, build_summary, format_summary
+
+    credit = b"2024-03-03,cus_g42,azure_openai,gpt-4o,5,-250.00\n"
+    name = spend(bare, "usage_2024_03.csv", HEADER + b"".join(GOOD) + credit)
+    ingest_sources(bare, "run-1")
+
+    printed = format_summary(build_summary(bare, "run-1")).splitlines()
+
+    assert f"rejected: {name} line 5: amount_usd is negative (a credit note?): " in "\n".join(
+        printed
+    )
+    assert not any("more rejected rows" in line for line in printed)
+
+    many = [b"2024-03-%02d,cus_g42,azure_openai,gpt-4o,5,-1.00\n" % day for day in range(4, 14)]
+    spend(bare, "usage_2024_03.csv", HEADER + b"".join(GOOD) + b"".join(many))
+    ingest_sources(bare, "run-2")
+
+    printed = format_summary(build_summary(bare, "run-2")).splitlines()
+    shown = [line for line in printed if line.startswith("rejected: ")]
+    assert [line.split(" line ")[1].split(":")[0] for line in shown] == [
+        str(n) for n in range(5, 5 + REJECTS_SHOWN)
+    ]
+    assert f"  and {10 - REJECTS_SHOWN} more rejected rows this run: warehouse query " in (
+        "\n".join(printed)
+    )

@@ -52,8 +52,9 @@ def split_batch(
     """The candidates that may load together, and those that must load one by one: a restated
     file (its previous rows stay if the new version is refused), a file whose month another
     file holds (a key may repeat across them, and which loads first matters), a file with
-    another candidate's content (the second is refused), and a file the reader's compression
-    detection might misread (an upper-case or gzip name)."""
+    another candidate's content (the second is refused), a file the reader's compression
+    detection might misread (an upper-case or gzip name), and a file with a line too long to
+    read (its reject is the scan's)."""
     months = Counter(file_month(c.path) for c in candidates)
     loaded_months = Counter(
         file_month(Path(path)) for path in current if path not in {c.display for c in candidates}
@@ -63,7 +64,7 @@ def split_batch(
     for c in candidates:
         month = file_month(c.path)
         shared = months[month] > 1 or loaded_months[month] > 0 or hashes[c.facts.sha256] > 1
-        plain = c.action == "added" and c.path.name.endswith(".csv")
+        plain = c.action == "added" and c.path.name.endswith(".csv") and not c.facts.long_lines
         (together if plain and not shared else alone).append(c)
     return together, alone
 

@@ -23,6 +23,11 @@ import numpy as np
 from warehouse.ingest.sources import CSV_SUFFIXES, FILE_MONTH, SOURCES, USAGE, Source
 
 _CHUNK = 1 << 20
+# The longest line the CSV reader reads (its `max_line_size`): a longer line is rejected with
+# its length, never read. The scan finds such lines by the chunks they span, so a chunk must be
+# shorter than the limit.
+MAX_LINE_BYTES = 2_000_000
+assert _CHUNK < MAX_LINE_BYTES
 # A line that starts with something other than a line break is a record (blank lines are not).
 _RECORD_START = re.compile(rb"\n[^\r\n]")
 _LF = ord("\n")
@@ -70,7 +75,8 @@ def take_inventory(landing: Path) -> Inventory:
     def refuse(source: Source, path: Path, why: str) -> None:
         inventory.refused.setdefault(source.name, []).append((path, why))
 
-    for path in sorted(p for p in landing.rglob("*") if p.is_file() or p.is_symlink()):
+    # Every entry but a folder: a link (to anything) or a pipe is a file the examination refuses.
+    for path in sorted(p for p in landing.rglob("*") if p.is_symlink() or not p.is_dir()):
         relative = path.relative_to(landing)
         shown = relative.as_posix()
         if any(part.startswith(".") for part in relative.parts):
@@ -108,6 +114,8 @@ class FileFacts:
     lf: int = 0
     cr: int = 0
     ends_with_break: bool = True
+    # (line number, bytes without the line break) of each line longer than MAX_LINE_BYTES
+    long_lines: tuple[tuple[int, int], ...] = ()
 
     def line_break_problem(self) -> str | None:
         """Why the file's line breaks cannot be read as one CSV dialect, or None."""
@@ -138,10 +146,12 @@ def _chunks(path: Path) -> Iterator[bytes]:
 
 
 def scan_file(path: Path) -> FileFacts:
-    """Hash the file (as stored), count its records and its line breaks of each kind, in one
-    streaming pass (flat memory at any size)."""
+    """Hash the file (as stored), count its records and its line breaks of each kind and find
+    its over-long lines, in one streaming pass (flat memory at any size)."""
     digest = hashlib.sha256()
     size = records = crlf = lf = cr = 0
+    since_break = 0  # bytes of the line the previous chunk ended in
+    long_lines: list[tuple[int, int]] = []
     previous = b"\n"  # the first line starts a record like any line after a break
     carry = b""  # a CR at a chunk's end, until the next chunk says whether LF follows
     if path.name.lower().endswith(".gz"):
@@ -158,6 +168,15 @@ def scan_file(path: Path) -> FileFacts:
         if data.endswith(b"\r"):
             data, carry = data[:-1], b"\r"
         after_break = previous == b"\n"
+        # A line longer than a chunk spans a chunk boundary: it ends at this chunk's first LF.
+        first = data.find(b"\n")
+        if first < 0:
+            since_break += len(data)
+        else:
+            length = since_break + first - (data[first - 1 : first] == b"\r")
+            if length > MAX_LINE_BYTES:
+                long_lines.append((crlf + lf + cr + 1, length))
+            since_break = len(data) - data.rfind(b"\n") - 1
         is_break = np.frombuffer(data, np.uint8) == _LF
         if b"\r" not in data and not (
             (after_break and data.startswith(b"\n")) or (is_break[1:] & is_break[:-1]).any()
@@ -175,6 +194,8 @@ def scan_file(path: Path) -> FileFacts:
             cr += data.count(b"\r") - pairs
             records += len(_RECORD_START.findall(previous + data))
         previous = data[-1:] or previous
+    if since_break > MAX_LINE_BYTES:  # the last line, with no break after it
+        long_lines.append((crlf + lf + cr + 1, since_break))
     cr += len(carry)
     last = carry or previous
     return FileFacts(
@@ -185,4 +206,5 @@ def scan_file(path: Path) -> FileFacts:
         lf,
         cr,
         ends_with_break=last in (b"\n", b"\r") or size == 0,
+        long_lines=tuple(long_lines),
     )

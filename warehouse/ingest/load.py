@@ -14,17 +14,27 @@ quarantined + rejected.
 from __future__ import annotations
 
 import csv
+import errno
 import gzip
 import logging
 import os
+import stat
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
 from warehouse.db import transaction
-from warehouse.ingest.landing import FileFacts, display_path, file_month, open_bytes, scan_file
+from warehouse.ingest.landing import (
+    MAX_LINE_BYTES,
+    FileFacts,
+    display_path,
+    file_month,
+    open_bytes,
+    scan_file,
+)
 from warehouse.ingest.ledger import (
     FileRefusedError,
     FileResult,
@@ -42,14 +52,22 @@ log = logging.getLogger(__name__)
 
 # What reading a broken file raises: bad gzip streams, undecodable text, a malformed header.
 UNREADABLE = (gzip.BadGzipFile, EOFError, zlib.error, UnicodeError, csv.Error)
+# How much of a line too long to read a reject keeps, and how many of a header's unexpected
+# columns a refusal names: a hostile file's refusal or reject stays one readable line.
+SHOWN_BYTES = 200
+SHOWN_NAMES = 5
 
 
 def read_header(path: Path, display: str) -> list[str]:
     """The file's header fields, or a refusal when there is no readable header."""
     with open_bytes(path) as handle:
-        first = handle.readline()
+        first = handle.readline(MAX_LINE_BYTES + 2)
     if not first.strip():
         raise FileRefusedError(display, "the file is empty (no header line)")
+    if not first.endswith(b"\n") and len(first) > MAX_LINE_BYTES:
+        raise FileRefusedError(
+            display, f"the header line is longer than the maximum of {MAX_LINE_BYTES:,} bytes"
+        )
     try:
         text = first.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -68,7 +86,12 @@ def describe_header(found: list[str], expected: list[str]) -> str | None:
     if len(found) == 1 and any(sep in found[0] for sep in ";\t|"):
         return f"wrong delimiter: the header is one field, {found[0]!r}; fields are comma-separated"
     problems = [f"missing column {name!r}" for name in expected if name not in found]
-    problems += [f"unexpected column {name!r}" for name in found if name not in expected]
+    unexpected = list(dict.fromkeys(name for name in found if name not in expected))
+    problems += [f"unexpected column {name[:40]!r}" for name in unexpected[:SHOWN_NAMES]]
+    if len(unexpected) > SHOWN_NAMES:
+        problems.append(f"{len(unexpected) - SHOWN_NAMES:,} more unexpected columns")
+    if len(found) > len(set(found)):
+        problems.append(f"{len(found) - len(set(found)):,} repeated column names")
     if not problems:
         problems = [f"columns in a different order: expected {expected}, found {found}"]
     return "wrong header: " + "; ".join(problems)
@@ -83,33 +106,48 @@ def csv_options(types: dict[str, str]) -> str:
     )
     return (
         f"columns = {{{columns}}}, header = true, delim = ',', quote = '\"', escape = '\"', "
-        f"auto_detect = false, dateformat = '{DATE_FORMAT}', store_rejects = true, "
+        f"auto_detect = false, dateformat = '{DATE_FORMAT}', max_line_size = {MAX_LINE_BYTES}, "
+        "store_rejects = true, "
         "rejects_table = '_reject_errors', rejects_scan = '_reject_scans'"
     )
 
 
+def _bounded_lines(path: Path) -> Iterator[bytes]:
+    """The file's lines, each cut after MAX_LINE_BYTES + 2 bytes: a longer line, which the
+    reader never reads, is never held in memory whole either."""
+    limit = MAX_LINE_BYTES + 2
+    with open_bytes(path) as handle:
+        while line := handle.readline(limit):
+            if len(line) == limit and not line.endswith(b"\n"):
+                while (rest := handle.readline(limit)) and not rest.endswith(b"\n"):
+                    pass
+            yield line
+
+
 def _locate_lines(
-    path: Path, ordinals: set[int], skip_lines: set[int]
-) -> dict[int, tuple[int, str]]:
-    """Map ordinals of parsed records (0-based) to their line number and raw text.
+    path: Path, ordinals: set[int], skip_lines: set[int], long_lines: set[int]
+) -> tuple[dict[int, tuple[int, str]], dict[int, str]]:
+    """Map ordinals of parsed records (0-based) to their line number and raw text, and the
+    long lines' numbers to their first SHOWN_BYTES.
 
     Parsed records are the non-blank lines after the header that the CSV reader did not
     reject; only the rows rejected or quarantined need this, so it is an early-exiting scan.
     """
     found: dict[int, tuple[int, str]] = {}
-    if not ordinals:
-        return found
+    starts: dict[int, str] = {}
+    if not ordinals and not long_lines:
+        return found, starts
     ordinal = -1
-    with open_bytes(path) as handle:
-        for line_number, raw in enumerate(handle, start=1):
-            if line_number == 1 or not raw.strip(b"\r\n") or line_number in skip_lines:
-                continue
+    for line_number, raw in enumerate(_bounded_lines(path), start=1):
+        if line_number in long_lines:
+            starts[line_number] = raw[:SHOWN_BYTES].decode("utf-8", "replace") + "…"
+        elif line_number > 1 and raw.strip(b"\r\n") and line_number not in skip_lines:
             ordinal += 1
             if ordinal in ordinals:
                 found[ordinal] = (line_number, raw.rstrip(b"\r\n").decode("utf-8", "replace"))
-                if len(found) == len(ordinals):
-                    break
-    return found
+        if len(found) == len(ordinals) and len(starts) == len(long_lines):
+            break
+    return found, starts
 
 
 STILL_WRITTEN = (
@@ -134,20 +172,45 @@ class Candidate:
     action: str  # added | replaced
 
 
+def _regular_file_stat(path: Path, display: str, landing: Path) -> os.stat_result:
+    """The stat of the regular file in the landing folder that `path` is or links to; anything
+    else (a link loop, to nothing, to a folder, outside the folder; a pipe or device) is
+    refused by name, before anything opens it."""
+    try:
+        target = path.resolve(strict=True)
+    except FileNotFoundError:
+        if not path.is_symlink():
+            raise FileRefusedError(display, "removed while the folder was read") from None
+        missing = os.readlink(path)
+        raise FileRefusedError(display, f"a link to {missing}, which does not exist") from None
+    except (RuntimeError, OSError) as error:  # a loop: RuntimeError up to Python 3.12
+        if isinstance(error, OSError) and error.errno != errno.ELOOP:
+            raise
+        raise FileRefusedError(display, "a symbolic link that leads back to itself") from None
+    if not target.is_relative_to(landing.resolve()):
+        raise FileRefusedError(display, f"a link to {target}, outside the landing folder")
+    found = os.stat(target)
+    if stat.S_ISDIR(found.st_mode):
+        raise FileRefusedError(display, f"a link to a folder ({target}), not a file")
+    if not stat.S_ISREG(found.st_mode):
+        raise FileRefusedError(display, "not a regular file (a pipe, socket or device)")
+    return os.stat(path)
+
+
 def examine_file(
     source: Source, landing: Path, path: Path, current: dict[str, Known]
 ) -> FileResult | Candidate:
     """The file as the ledger sees it: unchanged (its stat, or else its hash, is the loaded
     one's), or a candidate to load; a file that cannot be loaded is refused."""
     display = display_path(path, landing)
-    target = path.resolve()
-    if not target.is_relative_to(landing.resolve()):
-        raise FileRefusedError(display, f"a link to {target}, outside the landing folder")
-    before = os.stat(path)
-    known = current.get(display)
-    if known and known.stat_key == stat_key(before):
-        return FileResult(display, "unchanged", known.rows_in_file)
-    facts = scan_file(path)
+    try:
+        before = _regular_file_stat(path, display, landing)
+        known = current.get(display)
+        if known and known.stat_key == stat_key(before):
+            return FileResult(display, "unchanged", known.rows_in_file)
+        facts = scan_file(path)
+    except OSError as error:  # the landing file's own (permissions): never a transient fault
+        raise FileRefusedError(display, f"cannot be read ({error.strerror})") from None
     if known and known.sha256 == facts.sha256:
         return FileResult(display, "unchanged", facts.rows_in_file)
     if problem := facts.line_break_problem():
@@ -258,24 +321,51 @@ def _replace_file_rows(
     loaded = con.execute(
         "select count(*) from _checked where _reason is null and _hold is null"
     ).fetchone()[0]
-    # Lines the CSV reader itself rejected (wrong field counts, bad encoding, long lines).
+    # Lines the CSV reader itself rejected (wrong field counts, bad encoding); a line longer
+    # than it reads is rejected by its length, which the scan measured.
+    long_lines = dict(facts.long_lines)
     con.execute(
         "insert into ingest.rejects select $source, $file, $sha, line, "
         "string_agg(error_type || coalesce(' in ' || column_name, '') || ': ' "
         "|| error_message, '; '), any_value(trim(csv_line, e'\\r\\n')), $run_id "
-        "from _reject_errors group by line",
-        {"source": source.name, "file": display, "sha": facts.sha256, "run_id": run_id},
+        "from _reject_errors where not list_contains($long, line) group by line",
+        {
+            "source": source.name,
+            "file": display,
+            "sha": facts.sha256,
+            "run_id": run_id,
+            "long": list(long_lines),
+        },
     )
     reader_rejected = {
         line for (line,) in con.execute("select distinct line from _reject_errors").fetchall()
-    }
+    } | set(long_lines)
     # Rows that parsed but break a rule or wait in quarantine; their lines are found in
     # the file itself.
     flagged = con.execute(
         "select _ordinal, _reason, _hold from _checked "
         "where _reason is not null or _hold is not null order by _ordinal"
     ).fetchall()
-    located = _locate_lines(path, {ordinal for ordinal, _, _ in flagged}, reader_rejected)
+    located, starts = _locate_lines(
+        path, {ordinal for ordinal, _, _ in flagged}, reader_rejected, set(long_lines)
+    )
+    if long_lines:
+        con.executemany(
+            "insert into ingest.rejects values (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    source.name,
+                    display,
+                    facts.sha256,
+                    line,
+                    f"the line is {length:,} bytes, longer than the {MAX_LINE_BYTES:,} the "
+                    "reader reads; not read",
+                    starts.get(line),
+                    run_id,
+                )
+                for line, length in long_lines.items()
+            ],
+        )
     rejected = [(o, why) for o, why, _ in flagged if why is not None]
     held = [(o, why) for o, _, why in flagged if why is not None]
     if rejected:
@@ -311,8 +401,8 @@ def _replace_file_rows(
         raise FileRefusedError(
             display,
             f"{facts.rows_in_file} rows in the file but {loaded} loaded, {len(held)} "
-            f"quarantined and {total_rejected} rejected (a quoted field spanning lines is "
-            "not supported)",
+            f"quarantined and {total_rejected} rejected: the reader found other records than "
+            "the file's lines (a quoted field spanning lines is not supported)",
         )
     _write_ledger(con, source, candidate, run_id)
     return loaded, len(held), total_rejected

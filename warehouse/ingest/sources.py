@@ -216,7 +216,12 @@ USAGE = Source(
     accepted={"product_line": tuple(ACCEPTED["product_lines"])},
     unique_across_files=True,
     rules=(
-        RowRule("amount_usd is negative", "amount_usd < 0"),
+        # A credit note or refund is not usage: the marts report charges, so a credit is
+        # rejected by name rather than netted silently into a month's revenue.
+        RowRule(
+            "amount_usd is negative (a credit note?): spend files carry charges only",
+            "amount_usd < 0",
+        ),
         RowRule("tokens is negative", "tokens < 0"),
         # TikTok, the largest customer, paid about $20M a month: $100M on one day's line
         # item is a unit or keying error, not revenue.

@@ -29,8 +29,9 @@ left join ingest.current_files using (source)
 group by source
 order by source
 """
-# How many of a failing dbt test's rows the summary shows.
+# How many of a failing dbt test's rows, and of a run's rejected rows, the summary shows.
 FAILING_ROWS_SHOWN = 3
+REJECTS_SHOWN = 5
 
 
 def build_summary(settings: Settings, run_id: str | None = None) -> dict:
@@ -54,6 +55,11 @@ def build_summary(settings: Settings, run_id: str | None = None) -> dict:
         ignored = con.execute(
             "select file_path, reason from ingest.ignored_files order by file_path"
         ).fetchall()
+        rejects = con.execute(
+            "select file_path, line_number, reason, count(*) over () from ingest.rejects "
+            "where run_id = ? order by file_path, line_number limit ?",
+            [run_id, REJECTS_SHOWN],
+        ).fetchall()
     return {
         "database": str(path),
         "run_id": run_id,
@@ -68,6 +74,10 @@ def build_summary(settings: Settings, run_id: str | None = None) -> dict:
         "refused": [{"file_path": f, "problem": p} for f, p in refused],
         "retracted": [f for (f,) in retracted],
         "ignored": [{"file_path": f, "reason": r} for f, r in ignored],
+        "rejects": {
+            "total": rejects[0][3] if rejects else 0,
+            "shown": [{"file_path": f, "line": n, "reason": r} for f, n, r, _ in rejects],
+        },
         "headline": headline,
         "freshness": _freshness(settings, run_id),
     }
@@ -162,6 +172,15 @@ def format_summary(summary: dict) -> str:
         for path in summary["retracted"]
     ]
     lines += [f"ignored: {i['file_path']}: {i['reason']}" for i in summary["ignored"]]
+    rejects = summary["rejects"]
+    lines += [
+        f"rejected: {r['file_path']} line {r['line']}: {r['reason']}" for r in rejects["shown"]
+    ]
+    if rejects["total"] > len(rejects["shown"]):
+        lines.append(
+            f"  and {rejects['total'] - len(rejects['shown']):,} more rejected rows this run: "
+            f"warehouse query \"select * from ingest.rejects where run_id = '{summary['run_id']}'\""
+        )
     quarantined = sum(s["rows_quarantined"] for s in summary["sources"])
     if quarantined:
         lines.append(
