@@ -198,7 +198,8 @@ def test_warehouse_run_full_refresh_reaches_the_dag_and_nothing_new_renders_no_r
 
     def run_once(settings, log_file=None, dag_id=DAG_ID, conf=None):
         started.append((dag_id, conf))
-        return run.PipelineRun("now", "success", {"publish": "skipped"}, tmp_path / "log")
+        seconds = {"ingest.usage": 2.0, "changes": 0.5, "publish": 0.0}
+        return run.PipelineRun("now", "success", {"publish": "skipped"}, tmp_path / "log", seconds)
 
     monkeypatch.setattr(run, "run_once", run_once)
     settings.data_dir.mkdir(parents=True)
@@ -208,6 +209,8 @@ def test_warehouse_run_full_refresh_reaches_the_dag_and_nothing_new_renders_no_r
 
     assert code == 0
     assert started == [(DAG_ID, {"full_refresh": True})]  # and no report DAG
+    printed = capsys.readouterr().out
     assert "nothing changed since run first, published at T: nothing rebuilt or published" in (
-        capsys.readouterr().out
+        printed
     )
+    assert "slowest tasks: ingest.usage 2.0 s, changes 0.5 s, publish 0.0 s\n" in printed

@@ -131,6 +131,8 @@ def _run_pipeline(args: argparse.Namespace, settings: Settings) -> int:
     print("running the pipeline DAG once (airflow dag.test) ...", flush=True)
     run = run_once(settings, conf={"full_refresh": args.full_refresh})
     print(f"run {run.run_id}: {run.state}; Airflow log: {run.log_file}")
+    if run.task_seconds:
+        print(f"slowest tasks: {run.slowest()}")
     if settings.build_db.exists():
         with contextlib.suppress(StorageError, duckdb.Error):
             print(format_summary(build_summary(settings, run_id=run.run_id)))

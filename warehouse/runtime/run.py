@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,6 +20,12 @@ class PipelineRun:
     state: str
     task_states: dict[str, str]  # by task id; a mapped task's as `task[its map index's name]`
     log_file: Path
+    task_seconds: dict[str, float] = field(default_factory=dict)  # the tasks that ran
+
+    def slowest(self, count: int = 5) -> str:
+        """The tasks that took longest, as `task 12.3 s, ...`: where a run's time went."""
+        ranked = sorted(self.task_seconds.items(), key=lambda item: -item[1])[:count]
+        return ", ".join(f"{task} {seconds:.1f} s" for task, seconds in ranked)
 
     @property
     def succeeded(self) -> bool:
@@ -89,8 +95,10 @@ def run_once(
     prepare_airflow_home(settings)
     with settings.applied(), _output_to(log_file):
         run = load_dag(dag_id).test(run_conf=conf)
-    states = {}
+    states, seconds = {}, {}
     for ti in DagRun.fetch_task_instances(dag_id=dag_id, run_id=run.run_id):
         index = "" if ti.map_index < 0 else f"[{ti.rendered_map_index or ti.map_index}]"
         states[ti.task_id + index] = str(ti.state)
-    return PipelineRun(run.run_id, str(run.state), states, log_file)
+        if ti.start_date and ti.end_date:
+            seconds[ti.task_id + index] = (ti.end_date - ti.start_date).total_seconds()
+    return PipelineRun(run.run_id, str(run.state), states, log_file, seconds)
