@@ -12,8 +12,8 @@ On generated landing folders (`warehouse generate --rows N`), per scale:
 - the floor: `benchmarks/floor.sql`, the contract marts straight from the files in one DuckDB
   process, checked to give the same marts as the pipeline;
 - peers loading the same usage files: `dbt seed` and pandas `read_csv` + DuckDB insert;
-- incremental: the DAG on the history without its last month, then again with that month
-  added, against the whole DAG run on all of it.
+- history: the DAG rerun with one month added and with nothing new, at 7, 12 and 24 months of
+  history (`HISTORY`; 24 is the whole folder, against the whole DAG run on all of it).
 
 Results go to `benchmarks/results/<scale>.json`, a table is printed, and the results section of
 `benchmarks/README.md` is rewritten from every results file.
@@ -41,10 +41,17 @@ import psutil
 
 from benchmarks.floor import CONTRACT_MARTS
 from benchmarks.peers import usage_rows
+from warehouse.ingest import scan_file
 from warehouse.settings import REPO_ROOT, Settings
 
 BENCH_DIR = REPO_ROOT / "benchmarks"
 SCALES = {"seeds": None, "1M": 1_000_000, "10M": 10_000_000, "100M": 100_000_000}
+# Where a month added and nothing new are measured (issue 22: flat in the history is the aim):
+# (first month, month added) of the generated usage files; a point's history is the months
+# between them. Every run must hold 2024-01 to 2024-06, the months the claims suite checks
+# (expectations/claims.yml), so the shortest history is 2024-01 to 2024-07: 7 months. Points
+# with the same first month grow one landing folder; the last is the whole folder.
+HISTORY = (("2024_01", "2024_07"), ("2024_01", "2024_12"), ("2023_01", "2024_12"))
 PYTHON = sys.executable
 WAREHOUSE = [PYTHON, "-m", "warehouse.cli"]
 
@@ -122,6 +129,7 @@ class Bench:
         self.landing = self.work / "landing"
         self.log = self.work / "bench.log"
         self.results: dict[str, Result] = {}
+        self.history_points: dict[str, dict] = {}
         self.settings = replace(
             Settings.from_env(),
             landing_dir=self.landing,
@@ -227,20 +235,46 @@ class Bench:
         sample = self.run([PYTHON, "-m", "benchmarks.peers", "dbt-seed"], data)
         self.record("peer: dbt seed", [sample], self.rows)
 
-    def incremental(self) -> None:
-        """The DAG on all months but the last, then the last month added and the DAG rerun,
-        then a rerun with nothing new (the steady state of a daily schedule)."""
-        spend = sorted((self.landing / "spend").glob("*.csv"))
-        history = self.work / "landing_history"
-        shutil.rmtree(history, ignore_errors=True)
-        shutil.copytree(self.landing, history, ignore=shutil.ignore_patterns(spend[-1].name))
-        data = self.data_dir("incremental")
-        self.run([*WAREHOUSE, "run", "--no-report"], data, history)
-        shutil.copy2(spend[-1], history / "spend" / spend[-1].name)
-        sample = self.run([*WAREHOUSE, "run", "--no-report"], data, history)
-        self.record("DAG rerun, one month added", [sample])
-        sample = self.run([*WAREHOUSE, "run", "--no-report"], data, history)
-        self.record("DAG rerun, nothing new", [sample])
+    def history(self) -> None:
+        """At each point of `HISTORY`, the DAG rerun with its month added, then with nothing new
+        (the steady state of a daily schedule), the months before it built by untimed runs on
+        the same data folder. The last point is also the table's "DAG rerun, one month added"
+        and "DAG rerun, nothing new"."""
+        spend = {
+            path.stem.removeprefix("usage_"): path for path in self.landing.glob("spend/*.csv")
+        }
+        months = sorted(spend)
+        rows = {m: scan_file(path).rows_in_file for m, path in spend.items()}
+        command = [*WAREHOUSE, "run", "--no-report"]
+        folder, first = self.work / "landing_history", None
+        for start, month in HISTORY:
+            if start != first:  # a new history: a fresh landing and data folder
+                shutil.rmtree(folder, ignore_errors=True)
+                shutil.copytree(self.landing, folder, ignore=shutil.ignore_patterns("usage_*"))
+                data, first = self.data_dir("history"), start
+            held = months[months.index(start) : months.index(month) + 1]
+            new = [m for m in held[:-1] if not (folder / "spend" / spend[m].name).exists()]
+            for m in new:
+                shutil.copy2(spend[m], folder / "spend" / spend[m].name)
+            if new:
+                self.run(command, data, folder)
+            shutil.copy2(spend[month], folder / "spend" / spend[month].name)
+            added = self.run(command, data, folder)
+            nothing = self.run(command, data, folder)
+            self.history_points[str(len(held))] = {
+                "months": f"{start} to {month}",
+                "month rows": rows[month],
+                "history rows": sum(rows[m] for m in held),
+                "one month added": asdict(added),
+                "nothing new": asdict(nothing),
+            }
+            print(
+                f"  {len(held)} months of history: a month added {added.seconds:.2f} s, "
+                f"nothing new {nothing.seconds:.2f} s",
+                flush=True,
+            )
+        self.record("DAG rerun, one month added", [added])
+        self.record("DAG rerun, nothing new", [nothing])
 
     def parse_time(self) -> None:
         samples = []
@@ -301,6 +335,12 @@ class Bench:
             ratios["one month added / full DAG run"] = (
                 r["DAG rerun, one month added"] / r["pipeline DAG run"]
             )
+        if len(self.history_points) > 1:
+            (first, *_, last) = self.history_points.items()
+            for name, label in (("one month added", "month added"), ("nothing new", "nothing new")):
+                ratios[f"{label}, {last[0]} / {first[0]} months of history"] = (
+                    last[1][name]["seconds"] / first[1][name]["seconds"]
+                )
         if seeds_nothing_new and "DAG rerun, nothing new" in r:
             ratios["nothing new / nothing new on the seeds"] = (
                 r["DAG rerun, nothing new"] / seeds_nothing_new
@@ -353,7 +393,7 @@ def run_scale(
     bench.check_same_marts(floor_data / "floor.duckdb", stage_data / "warehouse.duckdb")
     if peers:
         bench.peers()
-    bench.incremental()
+    bench.history()
     bench.parse_time()
     report = {
         "scale": scale,
@@ -365,6 +405,7 @@ def run_scale(
         "ratios": bench.ratios(seeds_nothing_new),
         "seeds_nothing_new_seconds": round(seeds_nothing_new, 3),
         "floor_equals_pipeline": agreement,
+        "history": bench.history_points,
     }
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / f"{scale}.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -396,8 +437,45 @@ def table(reports: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def history_table(reports: list[dict]) -> str:
+    """Markdown: the DAG rerun with one month added and with nothing new at each point of
+    history, one column per scale (a scale measured before the history was, left blank)."""
+    reports = [r for r in reports if r.get("history")]
+    if not reports:
+        return "(no results file has the history yet)"
+    points = list(dict.fromkeys(n for r in reports for n in r["history"]))
+    head = "| months of history | | " + " | ".join(r["scale"] for r in reports)
+    lines = [head + " |", "| --- | --- |" + " ---: |" * len(reports)]
+
+    def cells(point: str, cell) -> str:
+        return " | ".join(
+            cell(r["history"][point]) if point in r["history"] else "" for r in reports
+        )
+
+    def sample(name: str):
+        return lambda p: f"{p[name]['seconds']:.2f} s, {p[name]['peak_mib']:,.0f} MiB"
+
+    for point in points:
+        months = next(r["history"][point]["months"] for r in reports if point in r["history"])
+        rows = cells(point, lambda p: f"{p['month rows']:,} / {p['history rows']:,}")
+        lines.append(f"| {point} ({months}) | usage rows: the month added / all | {rows} |")
+        lines.append(
+            f"| | DAG rerun, one month added | {cells(point, sample('one month added'))} |"
+        )
+        lines.append(f"| | DAG rerun, nothing new | {cells(point, sample('nothing new'))} |")
+    return "\n".join(lines)
+
+
+def _replace_block(text: str, name: str, block: str) -> str:
+    """`text` with what lies between the markers `<!-- name:start -->` and `:end` replaced."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    before, rest = text.split(start, 1)
+    after = rest.split(end, 1)[1]
+    return f"{before}{start}\n{block}\n{end}{after}"
+
+
 def update_readme(results_dir: Path) -> None:
-    """Rewrite the results section of benchmarks/README.md from every results file."""
+    """Rewrite the results and history tables of benchmarks/README.md from every results file."""
     readme = BENCH_DIR / "README.md"
     order = list(SCALES)
     reports = sorted(
@@ -414,11 +492,8 @@ def update_readme(results_dir: Path) -> None:
         f"{m['os']}, Python {m['python']}, DuckDB {m['duckdb']}. Medians of each measurement's "
         f"runs ({repeats}); memory is the peak total RSS of the process tree.\n\n" + table(reports)
     )
-    text = readme.read_text()
-    start, end = "<!-- results:start -->", "<!-- results:end -->"
-    before, rest = text.split(start, 1)
-    after = rest.split(end, 1)[1]
-    readme.write_text(f"{before}{start}\n{block}\n{end}{after}")
+    text = _replace_block(readme.read_text(), "results", block)
+    readme.write_text(_replace_block(text, "history", history_table(reports)))
 
 
 def main(argv: list[str] | None = None) -> int:
