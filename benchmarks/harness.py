@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -42,7 +43,7 @@ import psutil
 from benchmarks.floor import CONTRACT_MARTS
 from benchmarks.peers import usage_rows
 from warehouse.ingest import scan_file
-from warehouse.settings import REPO_ROOT, Settings
+from warehouse.settings import DAG_ID, REPO_ROOT, Settings
 
 BENCH_DIR = REPO_ROOT / "benchmarks"
 SCALES = {"seeds": None, "1M": 1_000_000, "10M": 10_000_000, "100M": 100_000_000}
@@ -60,6 +61,27 @@ WAREHOUSE = [PYTHON, "-m", "warehouse.cli"]
 class Sample:
     seconds: float
     peak_mib: float
+    # A DAG run's: each task's seconds (a mapped task's summed), and the run's wall time
+    # outside them (Airflow starting the run and its tasks).
+    tasks: dict[str, float] | None = None
+
+
+def dag_run_tasks(airflow_home: Path, wall_seconds: float) -> dict[str, float]:
+    """Where the newest pipeline DAG run's time went, from Airflow's metadata database (the
+    SQLite file `warehouse run` uses): each task's seconds, largest first."""
+    with contextlib.closing(sqlite3.connect(airflow_home / "airflow.db")) as db:
+        rows = db.execute(
+            "select task_id, start_date, end_date from task_instance where dag_id = ? and "
+            "run_id = (select run_id from dag_run where dag_id = ? order by id desc limit 1) "
+            "and start_date is not null and end_date is not null",
+            [DAG_ID, DAG_ID],
+        ).fetchall()
+    tasks: dict[str, float] = {}
+    for task, start, end in rows:
+        seconds = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+        tasks[task] = tasks.get(task, 0.0) + seconds
+    tasks = dict(sorted(((t, round(s, 2)) for t, s in tasks.items()), key=lambda i: -i[1]))
+    return {**tasks, "(outside the tasks)": round(wall_seconds - sum(tasks.values()), 2)}
 
 
 def measure(command: list[str], env: dict[str, str], log: Path) -> Sample:
@@ -116,7 +138,7 @@ class Result:
             "median_seconds": round(self.seconds, 3),
             "peak_mib": self.peak_mib,
             "rows": self.rows,
-            "runs": [asdict(s) for s in self.samples],
+            "runs": [{k: v for k, v in asdict(s).items() if v is not None} for s in self.samples],
         }
 
 
@@ -152,7 +174,10 @@ class Bench:
         return folder
 
     def run(self, command: list[str], data: Path, landing: Path | None = None) -> Sample:
-        return measure(command, self.environment(data, landing), self.log)
+        sample = measure(command, self.environment(data, landing), self.log)
+        if command[: len(WAREHOUSE) + 1] == [*WAREHOUSE, "run"]:
+            sample.tasks = dag_run_tasks(self.settings.airflow_home, sample.seconds)
+        return sample
 
     def record(self, name: str, samples: list[Sample], rows: int | None = None) -> Result:
         result = Result(name, samples, rows)

@@ -60,6 +60,12 @@ def test_tiny_benchmark_measures_everything_and_the_floor_matches_the_pipeline(t
         assert len(result["runs"]) == (3 if name == "DAG parse" else 1), name
         median = statistics.median(run["seconds"] for run in result["runs"])
         assert result["median_seconds"] == pytest.approx(median, abs=1e-3), name
+    # Each DAG run says where its time went: its tasks' seconds and the rest add up to its wall.
+    (dag_run,) = report["results"]["pipeline DAG run"]["runs"]
+    assert {"ingest.usage", "transform", "validate", "publish"} <= set(dag_run["tasks"])
+    assert sum(dag_run["tasks"].values()) == pytest.approx(dag_run["seconds"], abs=0.1)
+    assert 0 < dag_run["tasks"]["(outside the tasks)"] < dag_run["seconds"]
+    assert "tasks" not in report["results"]["floor (one DuckDB script)"]["runs"][0]
     # The harness raises unless the floor's marts equal the pipeline's; here is what it compared.
     agreement = report["floor_equals_pipeline"]
     assert agreement["row_counts"] == {
