@@ -280,6 +280,7 @@ def test_a_failing_dbt_test_fails_its_models_task_and_skips_the_models_after_it(
     assert {name for name, state in modelled.items() if state == "skipped"} == {
         "int_spenders_ranked",
         "int_revenue_months_measured",
+        "int_customer_months_compared",
         "dim_customers",
         "fct_customer_monthly_spend",
         "fct_segment_monthly_spend",

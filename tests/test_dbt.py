@@ -62,7 +62,7 @@ def test_dbt_build_passes_with_every_mart_and_test(built):
     # on-run-start hook (registering the raw Parquet on Spark) is empty on DuckDB.
     assert outcomes == {
         ("operation", "success"): 1,
-        ("model", "success"): 14,
+        ("model", "success"): 15,
         ("test", "pass"): 61,
         ("unit_test", "pass"): 5,
         ("exposure", "no-op"): 2,

@@ -58,6 +58,8 @@ def assert_equals_a_full_refresh(settings, tmp_path: Path, case: str) -> None:
 MARKS = {
     "int_customer_months_aggregated": "tokens = -1",
     "int_spenders_ranked": "spender_name = 'marked'",
+    "int_revenue_months_measured": "top_spender_name = 'marked'",
+    "int_customer_months_compared": "customer_name = 'marked'",
 }
 
 

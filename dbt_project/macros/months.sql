@@ -84,3 +84,48 @@
     from {{ source('ingest', 'current_files') }}
     where source = 'customers'
 {%- endmacro %}
+
+{#- A month's version as the spender ranks were built with it (each month's rows carry it): the
+    version of the models after the ranks, which follow what their inputs hold, so a model
+    downstream of a half-failed build catches up when its inputs do. -#}
+{% macro ranked_month_versions() -%}
+    select distinct
+        month,
+        usage_files,
+        usage_loaded_at,
+        customers_loaded_at
+    from {{ ref('int_spenders_ranked') }}
+{%- endmacro %}
+
+{#- The version of a month for a model that also reads the month before and the same month a
+    year before (growth): over the months it reads, the landing files summed and the latest
+    loads. Any change to a month read changes it: a new, restated or re-evaluated file is a
+    later load, and a retraction alone lowers the count. -#}
+{% macro growth_month_versions() -%}
+    select
+        month_versions.month,
+        sum(read_versions.usage_files) as read_usage_files,
+        max(read_versions.usage_loaded_at) as read_usage_loaded_at,
+        max(read_versions.customers_loaded_at) as customers_loaded_at
+    from ({{ ranked_month_versions() }}) as month_versions
+    inner join ({{ ranked_month_versions() }}) as read_versions
+        on read_versions.month in (
+            month_versions.month,
+            {{ add_months('month_versions.month', -1) }},
+            {{ add_months('month_versions.month', -12) }}
+        )
+    group by month_versions.month
+{%- endmacro %}
+
+{#- The months a month-incremental model (`model`) builds now, each with its version
+    (`versions`: the SQL of one row per month): every month on a full build, otherwise those
+    whose version (`columns`) differs from the one the model holds. -#}
+{% macro months_to_build(model, versions, columns) -%}
+    select * from ({{ versions }}) as month_versions
+    {% if is_incremental() %}
+        where month not in (
+            select unchanged.month
+            from ({{ unchanged_months(model, versions, columns) }}) as unchanged
+        )
+    {% endif %}
+{%- endmacro %}

@@ -7,20 +7,12 @@
 
 with
 
-month_versions as (
-    {{ customer_month_versions() }}
-),
-
 months_to_build as (
-    select * from month_versions
-    {% if is_incremental() %}
-        where month not in (
-            select unchanged.month
-            from ({{ unchanged_months(
-                this, customer_month_versions(), ['usage_files', 'usage_loaded_at']
-            ) }}) as unchanged
-        )
-    {% endif %}
+    {{ months_to_build(
+        this,
+        customer_month_versions(),
+        ['usage_files', 'usage_loaded_at']
+    ) }}
 ),
 
 usage_months as (

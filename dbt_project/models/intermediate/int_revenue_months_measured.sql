@@ -3,12 +3,27 @@
     the total, the largest spender, the top-N shares, the HHI (sum of squared percentage
     shares, 0-10,000) and the spenders at or above the major-customer share. Only spenders
     with positive spend count. The concentration and revenue-at-risk marts both read it.
+    Incremental by month: a month is measured again when its ranks changed (macros/months.sql).
 -#}
+{{ config(**month_model_config(
+    'ranked_month_versions', ['usage_files', 'usage_loaded_at', 'customers_loaded_at']
+)) }}
+
 with
+
+months_to_build as (
+    {{ months_to_build(
+        this,
+        ranked_month_versions(),
+        ['usage_files', 'usage_loaded_at', 'customers_loaded_at']
+    ) }}
+),
 
 spenders as (
     select * from {{ ref('int_spenders_ranked') }}
-    where spend_usd > 0
+    where
+        spend_usd > 0
+        and month in (select months_to_build.month from months_to_build)
 ),
 
 measured as (
@@ -29,6 +44,16 @@ measured as (
             as major_customers
     from spenders
     group by month, product_line, level
+),
+
+versioned as (
+    select
+        measured.*,
+        months_to_build.usage_files,
+        months_to_build.usage_loaded_at,
+        months_to_build.customers_loaded_at
+    from measured
+    inner join months_to_build using (month)
 )
 
-select * from measured
+select * from versioned

@@ -13,17 +13,11 @@
 with
 
 months_to_build as (
-    select * from ({{ spender_month_versions() }}) as month_versions
-    {% if is_incremental() %}
-        where month not in (
-            select unchanged.month
-            from ({{ unchanged_months(
-                this,
-                spender_month_versions(),
-                ['usage_files', 'usage_loaded_at', 'customers_loaded_at']
-            ) }}) as unchanged
-        )
-    {% endif %}
+    {{ months_to_build(
+        this,
+        spender_month_versions(),
+        ['usage_files', 'usage_loaded_at', 'customers_loaded_at']
+    ) }}
 ),
 
 customer_months as (
