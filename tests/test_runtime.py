@@ -170,14 +170,18 @@ def test_terminate_ends_a_process_tree_and_kills_what_ignores_sigterm():
     still there; it returns those it had to kill, and none is left."""
     from warehouse.runtime.processes import terminate, tree
 
-    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+    # The child says when it ignores SIGTERM: signalled before that, it would simply end.
+    stubborn = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('ignoring', flush=True); time.sleep(600)"
+    )
     script = (
         "import subprocess, sys, time\n"
         f"subprocess.Popen([sys.executable, '-c', {stubborn!r}])\n"
         "print('started', flush=True); time.sleep(600)\n"
     )
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    assert parent.stdout.readline().strip() == "started"
+    assert {parent.stdout.readline().strip() for _ in range(2)} == {"started", "ignoring"}
     processes = tree(parent.pid)
     assert len(processes) == 2
 
