@@ -194,7 +194,7 @@ def _regular_file_stat(path: Path, display: str, landing: Path) -> os.stat_resul
         raise FileRefusedError(display, f"a link to a folder ({target}), not a file")
     if not stat.S_ISREG(found.st_mode):
         raise FileRefusedError(display, "not a regular file (a pipe, socket or device)")
-    return os.stat(path)
+    return found  # what os.stat(path) gives: it follows the links
 
 
 def examine_file(
