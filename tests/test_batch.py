@@ -30,6 +30,7 @@ STATE = {
     "rejects": "select * exclude (run_id) from ingest.rejects",
     "quarantine": "select * exclude (_run_id) from ingest.usage_quarantine",
     "file_totals": "select * from ingest.file_totals",
+    "loaded_totals": "select * from ingest.loaded_totals",
     "refused": "select source, file_path, problem from ingest.refused_files",
 }
 

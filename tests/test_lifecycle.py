@@ -130,6 +130,50 @@ def test_a_renamed_file_with_the_same_content_is_not_a_twin(small):
     assert usage_by_file(small) == {"spend/usage_2024_03_final.csv": 2}
 
 
+# -- the loaded totals the audit reads instead of raw follow raw through every case ----------
+
+RAW_TOTALS = (
+    "select _source_file, date_trunc('month', usage_date)::date, customer_id, product_line, "
+    "count(*), sum(amount_usd) from raw.usage group by all order by all"
+)
+LOADED_TOTALS = (
+    "select file_path, month, customer_id, product_line, sum(rows), sum(amount_usd) "
+    "from ingest.loaded_totals group by all order by all"
+)
+
+
+def test_the_loaded_totals_follow_raw_through_every_case(small):
+    """The audit compares the marts with ingest.loaded_totals instead of summing raw again, so
+    they must hold what raw holds, file by file and customer by customer: after a load by
+    either path (a clean file, a file with held rows), the release of a late customer's row and
+    of a duplicate, a rename with a corrected amount and a retraction."""
+    spend = small.landing_dir / "spend"
+    march = spend / "usage_2024_03.csv"
+    march.write_text(march.read_text() + "2024-03-02,cus_newco,azure_openai,gpt-4o,5,7.25\n")
+    (spend / "usage_2024_03_late.csv").write_text(
+        USAGE_HEADER + "2024-03-01,cus_walmart,azure_openai,gpt-4o,2000,21.00\n"
+    )
+    april = USAGE_HEADER + "2024-04-01,cus_intuit,copilot,m365-copilot,3,4.50\n"
+    (spend / "usage_2024_04.csv").write_text(april)
+
+    def follow(run_id: str) -> list[tuple]:
+        ingest_sources(small, run_id)
+        loaded = query(small, LOADED_TOTALS)
+        assert loaded == query(small, RAW_TOTALS), run_id
+        return loaded
+
+    assert len(follow("first")) == 3  # two of March's customers, April's; two rows held
+    add_customer(small.landing_dir, "cus_newco")
+    assert len(follow("late-customer")) == 4
+    march.write_text(USAGE_HEADER + "2024-03-01,cus_tiktok,azure_openai,gpt-4o,1000,10.00\n")
+    assert len(follow("restated")) == 3  # Walmart's row now loads from the late file
+    (spend / "usage_2024_04.csv").unlink()
+    (spend / "usage_2024_04_v2.csv").write_text(april.replace("4.50", "5.25"))
+    assert ("spend/usage_2024_04_v2.csv",) in {row[:1] for row in follow("renamed")}
+    (spend / "usage_2024_03_late.csv").unlink()
+    assert len(follow("retracted")) == 2
+
+
 # -- 3. every file is accounted for ----------------------------------------------------------
 
 
@@ -386,8 +430,9 @@ def test_lifecycle_through_the_dag_reconciles_after_every_case(airflow_home, set
 
 @pytest.mark.slow
 def test_reconciliation_fails_on_lingering_rows_and_on_missing_late_revenue(published):
-    """Tampered behind ingestion's back: rows of a vanished file, and a quarantined row whose
-    customer exists. The audit stops the publish, naming the month and the row."""
+    """Tampered behind ingestion's back: rows of a file the ledger never loaded, and a
+    quarantined row whose customer exists. The audit stops the publish, naming the file and the
+    row."""
     from warehouse.audit.expectations import validate
 
     with duckdb.connect(str(published.build_db)) as con:
@@ -406,8 +451,11 @@ def test_reconciliation_fails_on_lingering_rows_and_on_missing_late_revenue(publ
 
     assert not report.success
     failed = {check.suite: check.observed for check in report.failures}
-    assert set(failed) >= {"reconcile_months", "reconcile_quarantine"}
-    assert "2023-01 azure_openai: the landing files say" in failed["reconcile_months"]
+    assert set(failed) >= {"reconcile_files", "reconcile_quarantine"}
+    assert (
+        "spend/usage_2022_12.csv: not in the landing folder nor the ledger, yet raw holds"
+        in failed["reconcile_files"]
+    )
     assert "cus_tiktok is in customers.csv now" in failed["reconcile_quarantine"]
 
 

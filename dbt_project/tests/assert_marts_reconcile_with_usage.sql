@@ -2,8 +2,8 @@
 -- totals equal the customer mart's, at both levels. The mart rounds each row to cents, so the
 -- sums may differ by at most half a cent per mart row. The fact, not the daily rows: that it
 -- holds every loaded row is assert_usage_fact_holds_every_loaded_row, and that its money
--- equals raw's per month and product line is the audit's reconciliation (reconcile_months),
--- so this test need not rescan the whole history on every run.
+-- equals what loaded per month and product line is the audit's reconciliation
+-- (reconcile_months), so this test need not rescan the whole history on every run.
 with
 
 usage_total as (

@@ -28,7 +28,7 @@ select
     (select count(*) from ingest.rejects where source = 'usage') as rows_rejected,
     (select coalesce(sum(amount_usd), 0) from ingest.file_totals where source = 'usage'
         and file_path in (select file_path from landing_now)) as landing_usd,
-    (select coalesce(sum(amount_usd), 0) from raw.usage) as loaded_usd,
+    (select coalesce(sum(amount_usd), 0) from ingest.loaded_totals) as loaded_usd,
     (select coalesce(sum(amount_usd), 0) from ingest.usage_quarantine) as quarantined_usd,
     (select coalesce(sum(total_spend_usd), 0) from marts.fct_revenue_concentration
         where level = 'customer') as marts_usd

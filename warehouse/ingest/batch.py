@@ -34,7 +34,7 @@ from warehouse.ingest.ledger import LEDGER_INSERT, FileResult, Known, stat_key
 from warehouse.ingest.load import Candidate, changed_since, csv_options
 from warehouse.ingest.rules import clean_sql, clean_values_sql, reader_types, rules_hold_sql
 from warehouse.ingest.sources import SOURCES, Source
-from warehouse.ingest.tables import FILE_TOTALS
+from warehouse.ingest.tables import LOADED_TOTALS
 
 log = logging.getLogger(__name__)
 
@@ -217,12 +217,20 @@ def _unclean_files(
 def _account(
     con: duckdb.DuckDBPyConnection, source: Source, clean: list[Candidate], run_id: str
 ) -> None:
-    """In the caller's open transaction: the clean files' totals by month and product line,
-    and their ledger entries."""
+    """In the caller's open transaction: the clean files' totals (every row of a clean file is
+    loaded, so its file totals are its loaded totals summed by month), and their ledger
+    entries."""
+    files = {"files": [c.display for c in clean]}
     con.execute(
-        f"insert into ingest.file_totals select $source, _source_file, {FILE_TOTALS} "
+        f"insert into ingest.loaded_totals select _source_file, {LOADED_TOTALS} "
         f"from raw.{source.table} where _source_file in (select unnest($files)) group by all",
-        {"source": source.name, "files": [c.display for c in clean]},
+        files,
+    )
+    con.execute(
+        "insert into ingest.file_totals select $source, file_path, month, product_line, "
+        "sum(rows), sum(amount_usd) from ingest.loaded_totals "
+        "where file_path in (select unnest($files)) group by all",
+        {"source": source.name, **files},
     )
     _write_ledger_entries(con, source, clean, run_id)
 

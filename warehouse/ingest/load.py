@@ -46,7 +46,7 @@ from warehouse.ingest.ledger import (
 )
 from warehouse.ingest.rules import checked_sql
 from warehouse.ingest.sources import DATE_FORMAT, Source
-from warehouse.ingest.tables import FILE_TOTALS, file_tables, quarantine_table
+from warehouse.ingest.tables import FILE_TOTALS, LOADED_TOTALS, file_tables, quarantine_table
 
 log = logging.getLogger(__name__)
 
@@ -395,6 +395,11 @@ def _replace_file_rows(
             f"insert into ingest.file_totals select $source, $file, {FILE_TOTALS} "
             "from _checked where _reason is null group by all",
             {"source": source.name, "file": display},
+        )
+        con.execute(
+            f"insert into ingest.loaded_totals select $file, {LOADED_TOTALS} "
+            "from _checked where _reason is null and _hold is null group by all",
+            {"file": display},
         )
     total_rejected = len(reader_rejected) + len(rejected)
     if loaded + len(held) + total_rejected != facts.rows_in_file:

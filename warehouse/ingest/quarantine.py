@@ -13,7 +13,7 @@ import duckdb
 from warehouse.db import transaction
 from warehouse.ingest.ledger import FileResult, write_counted_entry
 from warehouse.ingest.sources import Source
-from warehouse.ingest.tables import quarantine_table
+from warehouse.ingest.tables import LOADED_TOTALS, quarantine_table
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,11 @@ def reevaluate(con: duckdb.DuckDBPyConnection, source: Source, run_id: str) -> l
             "from _judged where _now is null order by _source_file, _line_number",
             {"run_id": run_id},
         )
+        if source.monthly:
+            con.execute(
+                f"insert into ingest.loaded_totals select _source_file, {LOADED_TOTALS} "
+                "from _judged where _now is null group by all"
+            )
         con.execute(
             f"delete from {quarantine} as q using _judged as j "
             "where q._source_file = j._source_file and q._line_number = j._line_number "

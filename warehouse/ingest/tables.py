@@ -70,11 +70,27 @@ create table if not exists ingest.file_totals (
     rows bigint not null,
     amount_usd decimal(38, 4) not null
 );
+-- What each usage file's rows in raw sum to, at the customer mart's grain: written in the
+-- transaction that writes the rows (and the quarantine's releases), so the audit compares the
+-- marts with it instead of summing all of raw again. A key may have one row per release.
+create table if not exists ingest.loaded_totals (
+    file_path varchar not null,
+    month date not null,
+    customer_id varchar not null,
+    product_line varchar not null,
+    rows bigint not null,
+    amount_usd decimal(38, 4) not null
+);
 """
 
 # What a usage file's rows contribute, by month and product line: `ingest.file_totals` after
 # its source and file, from rows with `usage_date`, `product_line` and `amount_usd`.
 FILE_TOTALS = "date_trunc('month', usage_date)::date, product_line, count(*), sum(amount_usd)"
+
+# The same at the customer grain: `ingest.loaded_totals` after its file.
+LOADED_TOTALS = (
+    "date_trunc('month', usage_date)::date, customer_id, product_line, count(*), sum(amount_usd)"
+)
 
 
 def quarantine_table(source: Source) -> str | None:
@@ -90,6 +106,7 @@ def file_tables(source: Source) -> list[tuple[str, str]]:
         (f"raw.{source.table}", "_source_file"),
         ("ingest.rejects", "file_path"),
         ("ingest.file_totals", "file_path"),
+        ("ingest.loaded_totals", "file_path"),
     ]
     if quarantine := quarantine_table(source):
         tables.append((quarantine, "_source_file"))
@@ -97,10 +114,12 @@ def file_tables(source: Source) -> list[tuple[str, str]]:
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    had_totals = con.execute(
-        "select count(*) from duckdb_tables() where schema_name = 'ingest' "
-        "and table_name = 'file_totals'"
-    ).fetchone()[0]
+    had = {
+        name
+        for (name,) in con.execute(
+            "select table_name from duckdb_tables() where schema_name = 'ingest'"
+        ).fetchall()
+    }
     con.execute(TABLES_DDL)
     for source in SOURCES.values():
         columns = ", ".join(f"{name} {type_}" for name, type_ in source.columns.items())
@@ -114,10 +133,15 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
                 "_line_number bigint not null, _reason varchar not null, _raw_line varchar, "
                 "_run_id varchar not null)"
             )
-    if not had_totals:
-        # A build database from before the file totals: what each loaded file contributed is
-        # what raw holds from it.
+    # A build database from before these tables: what each loaded file contributed is what raw
+    # holds from it.
+    if "file_totals" not in had:
         con.execute(
             f"insert into ingest.file_totals select 'usage', _source_file, {FILE_TOTALS} "
+            "from raw.usage group by all"
+        )
+    if "loaded_totals" not in had:
+        con.execute(
+            f"insert into ingest.loaded_totals select _source_file, {LOADED_TOTALS} "
             "from raw.usage group by all"
         )
