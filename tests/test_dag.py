@@ -198,6 +198,10 @@ def test_dag_run_loads_builds_validates_and_publishes(first_run):
     modelled = {task: state for task, state in run.task_states.items() if task.startswith("model")}
     assert modelled == {f"model[{name}]": "success" for name in MODELS | TESTED_SOURCES}
     assert run.task_states["transform_results"] == "success"
+    # The scheduled build runs the data tests; the unit tests are tests/test_dbt.py's.
+    results = json.loads(settings.dbt_run_results.read_text())["results"]
+    kinds = {r["unique_id"].split(".")[0] for r in results}
+    assert "test" in kinds and "unit_test" not in kinds
     # Where the run's time went: every task that ran has its seconds, the build's among them.
     assert set(run.task_seconds) == {t for t, s in run.task_states.items() if s == "success"}
     assert "ingest.usage" in run.slowest(len(run.task_seconds))
