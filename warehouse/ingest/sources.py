@@ -241,8 +241,8 @@ USAGE = Source(
     references=(Reference("customer_id", "customers", "customer_id is not in customers.csv"),),
     # The file for month M by day 5 of month M+1; a month missed entirely is an error.
     freshness=Freshness(
-        covered_until="select (max(date_trunc('month', usage_date)) + interval 1 month)::date "
-        "from raw.usage",
+        # The loaded months as the loaded totals hold them, not from every row of raw.
+        covered_until="select (max(month) + interval 1 month)::date from ingest.loaded_totals",
         every_months=1,
         due_day=5,
         warn_after_days=0,
