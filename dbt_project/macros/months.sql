@@ -1,8 +1,25 @@
 {#- How the tables after the usage fact are kept incrementally by month: each row carries the
     version of its month's inputs, and a run rebuilds only the months whose version changed
     (and removes the months that are gone). Comparing versions, rather than following what this
-    invocation processed, keeps a model right after an earlier build failed half-way. The
-    model names the macro giving each month's version now, and its version columns. -#}
+    invocation processed, keeps a model right after an earlier build failed half-way. -#}
+
+{#- A month-incremental model's months to build now, each with its version: every month on a
+    full build, otherwise those whose version differs from the one the model holds. The model
+    calls it once, naming the macro that gives each month's version now (`versions`: one row
+    per month) and its version columns (`columns`); it also sets the model's config (config()
+    in a macro applies to the model calling it). Called by name, the versions macros stay in
+    this file: dbt re-parses the models when this file changes. -#}
+{% macro month_model(versions, columns) -%}
+    {%- do config(**month_model_config(versions, columns)) -%}
+    select * from ({{ context[versions]() }}) as month_versions
+    {% if is_incremental() %}
+        where month not in (
+            select unchanged.month
+            from ({{ unchanged_months(this, context[versions](), columns) }}) as unchanged
+        )
+    {% endif %}
+{%- endmacro %}
+
 {% macro month_model_config(versions, columns) -%}
     {{ return(adapter.dispatch('month_model_config', 'ai_revenue')(versions, columns)) }}
 {%- endmacro %}
@@ -115,17 +132,4 @@
             {{ add_months('month_versions.month', -12) }}
         )
     group by month_versions.month
-{%- endmacro %}
-
-{#- The months a month-incremental model (`model`) builds now, each with its version
-    (`versions`: the SQL of one row per month): every month on a full build, otherwise those
-    whose version (`columns`) differs from the one the model holds. -#}
-{% macro months_to_build(model, versions, columns) -%}
-    select * from ({{ versions }}) as month_versions
-    {% if is_incremental() %}
-        where month not in (
-            select unchanged.month
-            from ({{ unchanged_months(model, versions, columns) }}) as unchanged
-        )
-    {% endif %}
 {%- endmacro %}

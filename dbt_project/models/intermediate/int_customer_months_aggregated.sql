@@ -1,18 +1,10 @@
 -- Spend per customer, product line and month, over every landing file and model: the grain
 -- of every mart. Incremental by month: only the months whose landing files changed are
 -- aggregated again (macros/months.sql).
-{{ config(**month_model_config(
-    'customer_month_versions', ['usage_files', 'usage_loaded_at']
-)) }}
-
 with
 
 months_to_build as (
-    {{ months_to_build(
-        this,
-        customer_month_versions(),
-        ['usage_files', 'usage_loaded_at']
-    ) }}
+    {{ month_model('customer_month_versions', ['usage_files', 'usage_loaded_at']) }}
 ),
 
 usage_months as (

@@ -8,16 +8,11 @@
     month a year after (macros/months.sql). fct_customer_monthly_spend publishes it without
     its version columns.
 -#}
-{{ config(**month_model_config(
-    'growth_month_versions', ['read_usage_files', 'read_usage_loaded_at', 'customers_loaded_at']
-)) }}
-
 with
 
 months_to_build as (
-    {{ months_to_build(
-        this,
-        growth_month_versions(),
+    {{ month_model(
+        'growth_month_versions',
         ['read_usage_files', 'read_usage_loaded_at', 'customers_loaded_at']
     ) }}
 ),

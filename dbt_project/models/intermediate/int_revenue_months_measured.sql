@@ -5,16 +5,11 @@
     with positive spend count. The concentration and revenue-at-risk marts both read it.
     Incremental by month: a month is measured again when its ranks changed (macros/months.sql).
 -#}
-{{ config(**month_model_config(
-    'ranked_month_versions', ['usage_files', 'usage_loaded_at', 'customers_loaded_at']
-)) }}
-
 with
 
 months_to_build as (
-    {{ months_to_build(
-        this,
-        ranked_month_versions(),
+    {{ month_model(
+        'ranked_month_versions',
         ['usage_files', 'usage_loaded_at', 'customers_loaded_at']
     ) }}
 ),

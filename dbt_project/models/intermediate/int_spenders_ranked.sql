@@ -6,16 +6,11 @@
     ranks are within a month, so only the months whose usage changed are ranked again, and
     every month when customers.csv changed (macros/months.sql).
 -#}
-{{ config(**month_model_config(
-    'spender_month_versions', ['usage_files', 'usage_loaded_at', 'customers_loaded_at']
-)) }}
-
 with
 
 months_to_build as (
-    {{ months_to_build(
-        this,
-        spender_month_versions(),
+    {{ month_model(
+        'spender_month_versions',
         ['usage_files', 'usage_loaded_at', 'customers_loaded_at']
     ) }}
 ),
