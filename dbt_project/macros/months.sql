@@ -11,11 +11,12 @@
     this file: dbt re-parses the models when this file changes. -#}
 {% macro month_model(versions, columns) -%}
     {%- do config(**month_model_config(versions, columns)) -%}
-    select * from ({{ context[versions]() }}) as month_versions
+    {%- set version_sql = context[versions]() -%}
+    select * from ({{ version_sql }}) as month_versions
     {% if is_incremental() %}
         where month not in (
             select unchanged.month
-            from ({{ unchanged_months(this, context[versions](), columns) }}) as unchanged
+            from ({{ unchanged_months(this, version_sql, columns) }}) as unchanged
         )
     {% endif %}
 {%- endmacro %}
